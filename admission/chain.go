@@ -1,0 +1,137 @@
+package admission
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+
+	"k8s.io/apimachinery/pkg/util/sets"
+	k8sadmission "k8s.io/apiserver/pkg/admission"
+	mutatingadmissionpolicy "k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
+	validatingadmissionpolicy "k8s.io/apiserver/pkg/admission/plugin/policy/validating"
+	kubeoptions "k8s.io/kubernetes/pkg/kubeapiserver/options"
+	"k8s.io/kubernetes/plugin/pkg/admission/noderestriction"
+)
+
+// Plugin is one of Gatehouse's own admission plugins and where it sits.
+type Plugin struct {
+	Name string
+	// After is the plugin this one runs right after. Upstream keeps the
+	// mutating and validating halves of the chain in one list, so "after
+	// ValidatingAdmissionPolicy" places a validating plugin before the
+	// validating webhooks.
+	After     string
+	Register  func(*k8sadmission.Plugins)
+	DefaultOn bool
+}
+
+// Insertion points for Gatehouse's plugins, named once here so later plugins
+// do not guess at upstream names.
+const (
+	// AfterMutatingPolicies: Gatekeeper mutators run after
+	// MutatingAdmissionPolicy and before the mutating webhooks.
+	AfterMutatingPolicies = mutatingadmissionpolicy.PluginName
+	// AfterValidatingPolicies: constraints run after
+	// ValidatingAdmissionPolicy and before the validating webhooks.
+	AfterValidatingPolicies = validatingadmissionpolicy.PluginName
+)
+
+// gatehousePlugins lists Gatehouse's own plugins. Later work appends here.
+var gatehousePlugins []Plugin
+
+// kubeadmEnabled are the plugins a kubeadm-built cluster turns on beyond
+// upstream's defaults (kubeadm passes --enable-admission-plugins=NodeRestriction).
+var kubeadmEnabled = []string{noderestriction.PluginName}
+
+// Chain returns every plugin name in the order the API server runs them.
+func Chain() ([]string, error) {
+	return insert(kubeoptions.AllOrderedPlugins, gatehousePlugins)
+}
+
+func insert(upstream []string, own []Plugin) ([]string, error) {
+	order := slices.Clone(upstream)
+	for _, p := range own {
+		if slices.Contains(order, p.Name) {
+			return nil, fmt.Errorf("admission plugin %q is ordered twice", p.Name)
+		}
+		i := slices.Index(order, p.After)
+		if i < 0 {
+			return nil, fmt.Errorf("admission plugin %q: insertion point %q is not in the chain", p.Name, p.After)
+		}
+		// Insert after the anchor and after any plugin already inserted
+		// there, so registration order decides among neighbours.
+		j := i + 1
+		for j < len(order) && slices.ContainsFunc(own, func(q Plugin) bool { return q.Name == order[j] && q.After == p.After }) {
+			j++
+		}
+		order = slices.Insert(order, j, p.Name)
+	}
+	return order, nil
+}
+
+// EnabledByDefault lists the plugins Gatehouse turns on, in chain order:
+// upstream's default-on set, what kubeadm adds, and Gatehouse's own.
+func EnabledByDefault() ([]string, error) {
+	order, err := Chain()
+	if err != nil {
+		return nil, err
+	}
+	on := sets.New(order...).Difference(kubeoptions.DefaultOffAdmissionPlugins())
+	on.Insert(kubeadmEnabled...)
+	for _, p := range gatehousePlugins {
+		if !p.DefaultOn {
+			on.Delete(p.Name)
+		}
+	}
+	return slices.DeleteFunc(order, func(n string) bool { return !on.Has(n) }), nil
+}
+
+// Configure registers Gatehouse's plugins on kube-apiserver's admission
+// options, installs the chain order and default set, and checks that every
+// registered plugin is ordered and every ordered plugin registered.
+func Configure(opts *kubeoptions.AdmissionOptions) error {
+	generic := opts.GenericAdmission
+	for _, p := range gatehousePlugins {
+		p.Register(generic.Plugins)
+	}
+	order, err := Chain()
+	if err != nil {
+		return err
+	}
+	if err := Check(generic.Plugins.Registered(), order); err != nil {
+		return err
+	}
+	off := kubeoptions.DefaultOffAdmissionPlugins()
+	off.Delete(kubeadmEnabled...)
+	for _, p := range gatehousePlugins {
+		if p.DefaultOn {
+			off.Delete(p.Name)
+		} else {
+			off.Insert(p.Name)
+		}
+	}
+	generic.RecommendedPluginOrder = order
+	generic.DefaultOffPlugins = off
+	return nil
+}
+
+// Check reports plugins that are registered but not ordered, or ordered but
+// not registered; either would make the chain silently differ from the list.
+func Check(registered, order []string) error {
+	reg, ord := sets.New(registered...), sets.New(order...)
+	if len(order) != ord.Len() {
+		return fmt.Errorf("admission chain lists a plugin twice: %v", order)
+	}
+	unordered := sets.List(reg.Difference(ord))
+	unregistered := sets.List(ord.Difference(reg))
+	sort.Strings(unordered)
+	switch {
+	case len(unordered) > 0 && len(unregistered) > 0:
+		return fmt.Errorf("admission plugins registered but not ordered: %v; ordered but not registered: %v", unordered, unregistered)
+	case len(unordered) > 0:
+		return fmt.Errorf("admission plugins registered but not ordered: %v", unordered)
+	case len(unregistered) > 0:
+		return fmt.Errorf("admission plugins ordered but not registered: %v", unregistered)
+	}
+	return nil
+}

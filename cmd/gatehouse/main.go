@@ -1,0 +1,78 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes shared by every command.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+// usageError marks bad flags, arguments or input files: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// failedError marks a completed command whose answer is "no" (a failed
+// check): exit code 1 with no extra "error:" line, the output said it all.
+type failedError struct{}
+
+func (failedError) Error() string { return "check failed" }
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "gatehouse",
+		Short:         "A real Kubernetes control plane with the admission chain at its centre",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newUpCommand(), newKubeconfigCommand(), newVersionCommand())
+	return root
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	root := newRootCommand()
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	if errors.As(err, new(failedError)) {
+		return exitFailed
+	}
+	fmt.Fprintln(os.Stderr, "error:", err)
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsageError(err) {
+		return exitUsage
+	}
+	return exitFailed
+}
+
+// isCobraUsageError recognises cobra's own argument errors, which it does
+// not route through the flag error func.
+func isCobraUsageError(err error) bool {
+	msg := err.Error()
+	for _, prefix := range []string{"unknown command", "accepts ", "requires ", "invalid argument"} {
+		if len(msg) >= len(prefix) && msg[:len(prefix)] == prefix {
+			return true
+		}
+	}
+	return false
+}

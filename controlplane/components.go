@@ -1,0 +1,183 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/cache"
+	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	apiserveroptions "k8s.io/kubernetes/cmd/kube-apiserver/app/options"
+	cmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	cmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
+	schedapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	schedoptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+
+	"github.com/gatehouse-dev/gatehouse/admission"
+	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/controlplane/pki"
+)
+
+// storage is where the API server keeps its objects.
+type storage struct {
+	servers                   string
+	caFile, certFile, keyFile string
+}
+
+// apiserverFlags are kubeadm's kube-apiserver flags (v1.37), except where
+// the README's "Differences from kubeadm" says otherwise.
+func apiserverFlags(cfg *config.Config, b *pki.Bundle, st storage) flagMap {
+	m := flagMap{
+		"allow-privileged":                   "true",
+		"anonymous-auth":                     "false",
+		"authorization-mode":                 "Node,RBAC",
+		"bind-address":                       cfg.BindAddress,
+		"secure-port":                        strconv.Itoa(cfg.APIPort),
+		"cert-dir":                           b.Dir,
+		"client-ca-file":                     b.CA.CertFile,
+		"enable-bootstrap-token-auth":        "true",
+		"etcd-servers":                       st.servers,
+		"kubelet-client-certificate":         b.APIServerKubeletClient.CertFile,
+		"kubelet-client-key":                 b.APIServerKubeletClient.KeyFile,
+		"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",
+		"proxy-client-cert-file":             b.FrontProxyClient.CertFile,
+		"proxy-client-key-file":              b.FrontProxyClient.KeyFile,
+		"requestheader-allowed-names":        "front-proxy-client",
+		"requestheader-client-ca-file":       b.FrontProxyCA.CertFile,
+		"requestheader-extra-headers-prefix": "X-Remote-Extra-",
+		"requestheader-group-headers":        "X-Remote-Group",
+		"requestheader-username-headers":     "X-Remote-User",
+		"service-account-issuer":             "https://kubernetes.default.svc.cluster.local",
+		"service-account-key-file":           b.ServiceAccountPubFile,
+		"service-account-signing-key-file":   b.ServiceAccountKeyFile,
+		"service-cluster-ip-range":           cfg.ServiceCIDR,
+		"tls-cert-file":                      b.APIServer.CertFile,
+		"tls-private-key-file":               b.APIServer.KeyFile,
+	}
+	for k, v := range map[string]string{"etcd-cafile": st.caFile, "etcd-certfile": st.certFile, "etcd-keyfile": st.keyFile} {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// runAPIServer configures kube-apiserver with Gatehouse's admission chain
+// and runs it until ctx is done.
+func runAPIServer(ctx context.Context, flags flagMap, passthrough []string) (func() error, error) {
+	s := apiserveroptions.NewServerRunOptions()
+	// The chain must be configured before flags are parsed: plugin
+	// enablement flags are validated against the registered plugins.
+	if err := admission.Configure(s.Admission); err != nil {
+		return nil, err
+	}
+	args, err := flags.args(passthrough)
+	if err != nil {
+		return nil, fmt.Errorf("--kube-apiserver-arg: %w", err)
+	}
+	if err := parseInto("kube-apiserver", "--kube-apiserver-arg", s.Flags(), args); err != nil {
+		return nil, err
+	}
+	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
+		return nil, fmt.Errorf("kube-apiserver: %w", err)
+	}
+	completed, err := s.Complete(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("kube-apiserver: %w", err)
+	}
+	if errs := completed.Validate(); len(errs) != 0 {
+		return nil, fmt.Errorf("kube-apiserver: %w", utilerrors.NewAggregate(errs))
+	}
+	return func() error { return apiserverapp.Run(ctx, completed) }, nil
+}
+
+func controllerManagerFlags(cfg *config.Config, b *pki.Bundle, kubeconfig string) flagMap {
+	return flagMap{
+		"allocate-node-cidrs":              "true",
+		"authentication-kubeconfig":        kubeconfig,
+		"authorization-kubeconfig":         kubeconfig,
+		"bind-address":                     "127.0.0.1",
+		"secure-port":                      strconv.Itoa(cfg.ControllerManagerPort),
+		"tls-cert-file":                    b.ControllerManagerServe.CertFile,
+		"tls-private-key-file":             b.ControllerManagerServe.KeyFile,
+		"client-ca-file":                   b.CA.CertFile,
+		"cluster-cidr":                     cfg.ClusterCIDR,
+		"cluster-name":                     "gatehouse",
+		"cluster-signing-cert-file":        b.CA.CertFile,
+		"cluster-signing-key-file":         b.CA.KeyFile,
+		"controllers":                      "*,bootstrapsigner,tokencleaner",
+		"kubeconfig":                       kubeconfig,
+		"leader-elect":                     "false",
+		"requestheader-client-ca-file":     b.FrontProxyCA.CertFile,
+		"root-ca-file":                     b.CA.CertFile,
+		"service-account-private-key-file": b.ServiceAccountKeyFile,
+		"service-cluster-ip-range":         cfg.ServiceCIDR,
+		"use-service-account-credentials":  "true",
+	}
+}
+
+func runControllerManager(ctx context.Context, flags flagMap, passthrough []string) (func() error, error) {
+	s, err := cmoptions.NewKubeControllerManagerOptions()
+	if err != nil {
+		return nil, fmt.Errorf("kube-controller-manager: %w", err)
+	}
+	all, off, aliases := cmapp.KnownControllers(), cmapp.ControllersDisabledByDefault(), cmapp.ControllerAliases()
+	nfs := s.Flags(all, off, aliases)
+	s.ParsedFlags = &nfs
+	args, err := flags.args(passthrough)
+	if err != nil {
+		return nil, fmt.Errorf("--kube-controller-manager-arg: %w", err)
+	}
+	if err := parseInto("kube-controller-manager", "--kube-controller-manager-arg", nfs, args); err != nil {
+		return nil, err
+	}
+	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
+		return nil, fmt.Errorf("kube-controller-manager: %w", err)
+	}
+	c, err := s.Config(ctx, all, off, aliases)
+	if err != nil {
+		return nil, fmt.Errorf("kube-controller-manager: %w", err)
+	}
+	return func() error { return cmapp.Run(ctx, c.Complete()) }, nil
+}
+
+func schedulerFlags(cfg *config.Config, b *pki.Bundle, kubeconfig string) flagMap {
+	return flagMap{
+		"authentication-kubeconfig": kubeconfig,
+		"authorization-kubeconfig":  kubeconfig,
+		"bind-address":              "127.0.0.1",
+		"secure-port":               strconv.Itoa(cfg.SchedulerPort),
+		"tls-cert-file":             b.SchedulerServe.CertFile,
+		"tls-private-key-file":      b.SchedulerServe.KeyFile,
+		"client-ca-file":            b.CA.CertFile,
+		"kubeconfig":                kubeconfig,
+		"leader-elect":              "false",
+	}
+}
+
+func runScheduler(ctx context.Context, flags flagMap, passthrough []string) (func() error, error) {
+	o := schedoptions.NewOptions()
+	args, err := flags.args(passthrough)
+	if err != nil {
+		return nil, fmt.Errorf("--kube-scheduler-arg: %w", err)
+	}
+	if err := parseInto("kube-scheduler", "--kube-scheduler-arg", *o.Flags, args); err != nil {
+		return nil, err
+	}
+	if err := o.ComponentGlobalsRegistry.Set(); err != nil {
+		return nil, fmt.Errorf("kube-scheduler: %w", err)
+	}
+	if o.InformerName == nil {
+		name, err := cache.NewInformerName("kube-scheduler")
+		if err != nil {
+			return nil, fmt.Errorf("kube-scheduler: %w", err)
+		}
+		o.InformerName = name
+	}
+	cc, sched, err := schedapp.Setup(ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("kube-scheduler: %w", err)
+	}
+	return func() error { return schedapp.Run(ctx, cc, sched) }, nil
+}

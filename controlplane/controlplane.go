@@ -1,0 +1,305 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/controlplane/etcd"
+	"github.com/gatehouse-dev/gatehouse/controlplane/pki"
+)
+
+// ControlPlane is a running control plane.
+type ControlPlane struct {
+	// Kubeconfig is the admin kubeconfig (system:masters) path.
+	Kubeconfig string
+	// Admin is a client config for the same identity.
+	Admin *rest.Config
+	// Server is the API server URL.
+	Server string
+
+	cancel  context.CancelFunc
+	ctx     context.Context
+	logger  *slog.Logger
+	etcd    *etcd.Embedded
+	errs    chan componentError
+	running sync.WaitGroup
+}
+
+type componentError struct {
+	component string
+	err       error
+}
+
+// Layout names the files of a data directory that other commands read.
+type Layout struct{ DataDir string }
+
+func (l Layout) PKIDir() string     { return filepath.Join(l.DataDir, "pki") }
+func (l Layout) Kubeconfig() string { return filepath.Join(l.DataDir, "kubeconfig") }
+func (l Layout) EtcdDir() string    { return filepath.Join(l.DataDir, "etcd") }
+func (l Layout) LogDir() string     { return filepath.Join(l.DataDir, "logs") }
+func (l Layout) componentKubeconfig(name string) string {
+	return filepath.Join(l.DataDir, name+".kubeconfig")
+}
+
+// Start brings the control plane up and returns once the API server is
+// ready and the controller-manager and scheduler report healthy. Cancelling
+// ctx stops everything; Wait reports how it ended.
+func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*ControlPlane, error) {
+	layout := Layout{DataDir: cfg.DataDir}
+	if err := checkWritable(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if err := checkPorts(cfg); err != nil {
+		return nil, err
+	}
+
+	hostname, _ := os.Hostname()
+	var extraIPs []net.IP
+	if ip := net.ParseIP(cfg.BindAddress); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
+		extraIPs = append(extraIPs, ip)
+	}
+	if hostIP, err := utilnet.ChooseHostInterface(); err == nil {
+		extraIPs = append(extraIPs, hostIP)
+	}
+	if svcIP, err := firstServiceIP(cfg.ServiceCIDR); err == nil {
+		extraIPs = append(extraIPs, svcIP)
+	}
+	bundle, err := pki.Ensure(pki.Options{Dir: layout.PKIDir(), Hostname: hostname, APIServerIPs: extraIPs})
+	if err != nil {
+		return nil, fmt.Errorf("certificates in %s: %w", layout.PKIDir(), err)
+	}
+	server := "https://" + net.JoinHostPort(loopbackFor(cfg.BindAddress), strconv.Itoa(cfg.APIPort))
+	if err := bundle.WriteKubeconfig(layout.Kubeconfig(), bundle.Admin, server); err != nil {
+		return nil, err
+	}
+	cmKubeconfig, schedKubeconfig := layout.componentKubeconfig("controller-manager"), layout.componentKubeconfig("scheduler")
+	if err := bundle.WriteKubeconfig(cmKubeconfig, bundle.ControllerManager, server); err != nil {
+		return nil, err
+	}
+	if err := bundle.WriteKubeconfig(schedKubeconfig, bundle.Scheduler, server); err != nil {
+		return nil, err
+	}
+	admin, err := clientcmd.BuildConfigFromFlags("", layout.Kubeconfig())
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", layout.Kubeconfig(), err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	cp := &ControlPlane{
+		Kubeconfig: layout.Kubeconfig(),
+		Admin:      admin,
+		Server:     server,
+		cancel:     cancel,
+		ctx:        ctx,
+		logger:     logger,
+		errs:       make(chan componentError, 8),
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			cp.stop()
+		}
+	}()
+
+	st, err := cp.startStorage(ctx, cfg, bundle, layout)
+	if err != nil {
+		return nil, err
+	}
+
+	runAPI, err := runAPIServer(ctx, apiserverFlags(cfg, bundle, st), cfg.KubeAPIServerArgs)
+	if err != nil {
+		return nil, err
+	}
+	cp.goRun("kube-apiserver", runAPI)
+	if err := cp.waitHealthy(ctx, "kube-apiserver", admin, server+"/readyz"); err != nil {
+		return nil, err
+	}
+	logger.Info("kube-apiserver ready", "url", server)
+
+	runCM, err := runControllerManager(ctx, controllerManagerFlags(cfg, bundle, cmKubeconfig), cfg.KubeControllerManagerArgs)
+	if err != nil {
+		return nil, err
+	}
+	cp.goRun("kube-controller-manager", runCM)
+	runSched, err := runScheduler(ctx, schedulerFlags(cfg, bundle, schedKubeconfig), cfg.KubeSchedulerArgs)
+	if err != nil {
+		return nil, err
+	}
+	cp.goRun("kube-scheduler", runSched)
+
+	if err := cp.waitHealthy(ctx, "kube-controller-manager", admin, "https://127.0.0.1:"+strconv.Itoa(cfg.ControllerManagerPort)+"/healthz"); err != nil {
+		return nil, err
+	}
+	if err := cp.waitHealthy(ctx, "kube-scheduler", admin, "https://127.0.0.1:"+strconv.Itoa(cfg.SchedulerPort)+"/healthz"); err != nil {
+		return nil, err
+	}
+	ok = true
+	return cp, nil
+}
+
+func (cp *ControlPlane) startStorage(ctx context.Context, cfg *config.Config, b *pki.Bundle, layout Layout) (storage, error) {
+	if len(cfg.Etcd.Servers) > 0 {
+		st := storage{servers: strings.Join(cfg.Etcd.Servers, ","), caFile: cfg.Etcd.CAFile, certFile: cfg.Etcd.CertFile, keyFile: cfg.Etcd.KeyFile}
+		creds := etcd.ClientTLS{CAFile: cfg.Etcd.CAFile, CertFile: cfg.Etcd.CertFile, KeyFile: cfg.Etcd.KeyFile}
+		if err := etcd.WaitReachable(ctx, cfg.Etcd.Servers, creds, cp.logger); err != nil {
+			return storage{}, err
+		}
+		cp.logger.Info("etcd reachable", "endpoints", st.servers)
+		return st, nil
+	}
+	member, err := etcd.StartEmbedded(ctx, etcd.Options{
+		Dir:            layout.EtcdDir(),
+		ClientPort:     cfg.Etcd.ClientPort,
+		PeerPort:       cfg.Etcd.PeerPort,
+		ServerCertFile: b.EtcdServer.CertFile,
+		ServerKeyFile:  b.EtcdServer.KeyFile,
+		TrustedCAFile:  b.EtcdCA.CertFile,
+		LogFile:        filepath.Join(layout.LogDir(), "etcd.log"),
+	})
+	if err != nil {
+		return storage{}, err
+	}
+	cp.etcd = member
+	go func() {
+		if err, ok := <-member.Err(); ok && err != nil {
+			cp.errs <- componentError{"etcd", err}
+		}
+	}()
+	cp.logger.Info("etcd ready", "url", member.ClientURL(), "dir", layout.EtcdDir())
+	return storage{
+		servers:  member.ClientURL(),
+		caFile:   b.EtcdCA.CertFile,
+		certFile: b.APIServerEtcdClient.CertFile,
+		keyFile:  b.APIServerEtcdClient.KeyFile,
+	}, nil
+}
+
+// goRun runs one component; an error return while ctx is live is fatal
+// for the whole control plane.
+func (cp *ControlPlane) goRun(name string, run func() error) {
+	cp.running.Add(1)
+	go func() {
+		defer cp.running.Done()
+		err := run()
+		if cp.ctx.Err() == nil {
+			if err == nil {
+				err = errors.New("stopped unexpectedly")
+			}
+			cp.errs <- componentError{name, err}
+		}
+	}()
+}
+
+// Wait blocks until the context given to Start is cancelled or a component
+// fails, then stops everything. It returns the failure, if any.
+func (cp *ControlPlane) Wait() error {
+	var failure error
+	select {
+	case <-cp.ctx.Done():
+	case ce := <-cp.errs:
+		failure = fmt.Errorf("%s: %w", ce.component, ce.err)
+	}
+	cp.stop()
+	return failure
+}
+
+// stopTimeout bounds how long upstream components get to return after
+// cancel; some of their goroutines never do, and the process exits anyway.
+const stopTimeout = 7 * time.Second
+
+func (cp *ControlPlane) stop() {
+	cp.cancel()
+	done := make(chan struct{})
+	go func() { cp.running.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(stopTimeout):
+		cp.logger.Warn("components did not stop in time; closing storage anyway", "timeout", stopTimeout)
+	}
+	if cp.etcd != nil {
+		cp.etcd.Close()
+	}
+}
+
+func (cp *ControlPlane) waitHealthy(ctx context.Context, name string, admin *rest.Config, endpoint string) error {
+	return waitHealthy(ctx, name, admin, endpoint, cp.errs)
+}
+
+func checkWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir %s is not writable: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("data dir %s is not writable: %w", dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+// listener is one port Gatehouse binds, with the flag that sets it.
+type listener struct {
+	flag string
+	host string
+	port int
+}
+
+// checkPorts fails fast, naming the port and its flag, instead of letting an
+// upstream component die later with a bind error deep in its log.
+func checkPorts(cfg *config.Config) error {
+	ls := []listener{
+		{"--api-port", cfg.BindAddress, cfg.APIPort},
+		{"--controller-manager-port", "127.0.0.1", cfg.ControllerManagerPort},
+		{"--scheduler-port", "127.0.0.1", cfg.SchedulerPort},
+	}
+	if len(cfg.Etcd.Servers) == 0 {
+		ls = append(ls, listener{"--etcd-client-port", "127.0.0.1", cfg.Etcd.ClientPort}, listener{"--etcd-peer-port", "127.0.0.1", cfg.Etcd.PeerPort})
+	}
+	for _, l := range ls {
+		ln, err := net.Listen("tcp", net.JoinHostPort(l.host, strconv.Itoa(l.port)))
+		if err != nil {
+			return fmt.Errorf("port %d (%s) is already in use or cannot be bound on %s: %w", l.port, l.flag, l.host, err)
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+// loopbackFor is the address local clients use to reach a server bound to
+// bind: the address itself, or loopback for a wildcard bind.
+func loopbackFor(bind string) string {
+	ip := net.ParseIP(bind)
+	switch {
+	case ip == nil, ip.IsUnspecified() && ip.To4() != nil:
+		return "127.0.0.1"
+	case ip.IsUnspecified():
+		return "::1"
+	}
+	return bind
+}
+
+func firstServiceIP(cidr string) (net.IP, error) {
+	first := strings.Split(cidr, ",")[0]
+	_, n, err := net.ParseCIDR(first)
+	if err != nil {
+		return nil, err
+	}
+	ip := make(net.IP, len(n.IP))
+	copy(ip, n.IP)
+	ip[len(ip)-1]++
+	return ip, nil
+}
