@@ -3,7 +3,6 @@ package admission
 import (
 	"fmt"
 	"slices"
-	"sort"
 
 	"k8s.io/apimachinery/pkg/util/sets"
 	k8sadmission "k8s.io/apiserver/pkg/admission"
@@ -124,7 +123,6 @@ func Check(registered, order []string) error {
 	}
 	unordered := sets.List(reg.Difference(ord))
 	unregistered := sets.List(ord.Difference(reg))
-	sort.Strings(unordered)
 	switch {
 	case len(unordered) > 0 && len(unregistered) > 0:
 		return fmt.Errorf("admission plugins registered but not ordered: %v; ordered but not registered: %v", unordered, unregistered)
