@@ -31,12 +31,18 @@ type ControlPlane struct {
 	// Server is the API server URL.
 	Server string
 
-	cancel  context.CancelFunc
-	ctx     context.Context
-	logger  *slog.Logger
-	etcd    *etcd.Embedded
-	errs    chan componentError
-	running sync.WaitGroup
+	// ctx lives as long as the API server; ctrlCtx, its child, as long as
+	// the API server's clients (controller-manager, scheduler), which stop
+	// first: upstream controllers exit the process (klog.Fatal) when the
+	// API server vanishes under them while they start.
+	ctx, ctrlCtx       context.Context
+	cancel, ctrlCancel context.CancelFunc
+	// done is closed when the caller's context is cancelled.
+	done             <-chan struct{}
+	logger           *slog.Logger
+	etcd             *etcd.Embedded
+	errs             chan componentError
+	api, controllers sync.WaitGroup
 }
 
 type componentError struct {
@@ -98,13 +104,19 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Contr
 		return nil, fmt.Errorf("reading %s: %w", layout.Kubeconfig(), err)
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
+	// The components' contexts are not children of the caller's: stop
+	// cancels them in order once the caller's is done.
+	apiCtx, apiCancel := context.WithCancel(context.WithoutCancel(ctx))
+	ctrlCtx, ctrlCancel := context.WithCancel(apiCtx)
 	cp := &ControlPlane{
 		Kubeconfig: layout.Kubeconfig(),
 		Admin:      admin,
 		Server:     server,
-		cancel:     cancel,
-		ctx:        ctx,
+		ctx:        apiCtx,
+		cancel:     apiCancel,
+		ctrlCtx:    ctrlCtx,
+		ctrlCancel: ctrlCancel,
+		done:       ctx.Done(),
 		logger:     logger,
 		errs:       make(chan componentError, 8),
 	}
@@ -120,31 +132,38 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Contr
 		return nil, err
 	}
 
-	runAPI, err := runAPIServer(ctx, apiserverFlags(cfg, bundle, st), cfg.KubeAPIServerArgs)
+	runAPI, err := runAPIServer(apiCtx, apiserverFlags(cfg, bundle, st), cfg.KubeAPIServerArgs)
 	if err != nil {
 		return nil, err
 	}
-	cp.goRun("kube-apiserver", runAPI)
+	cp.goRun(&cp.api, apiCtx, "kube-apiserver", runAPI)
 	if err := cp.waitHealthy(ctx, "kube-apiserver", admin, server+"/readyz"); err != nil {
 		return nil, err
 	}
 	logger.Info("kube-apiserver ready", "url", server)
 
-	runCM, err := runControllerManager(ctx, controllerManagerFlags(cfg, bundle, cmKubeconfig), cfg.KubeControllerManagerArgs)
+	runCM, err := runControllerManager(ctrlCtx, controllerManagerFlags(cfg, bundle, cmKubeconfig), cfg.KubeControllerManagerArgs)
 	if err != nil {
 		return nil, err
 	}
-	cp.goRun("kube-controller-manager", runCM)
-	runSched, err := runScheduler(ctx, schedulerFlags(cfg, bundle, schedKubeconfig), cfg.KubeSchedulerArgs)
+	cp.goRun(&cp.controllers, ctrlCtx, "kube-controller-manager", runCM)
+	runSched, err := runScheduler(ctrlCtx, schedulerFlags(cfg, bundle, schedKubeconfig), cfg.KubeSchedulerArgs)
 	if err != nil {
 		return nil, err
 	}
-	cp.goRun("kube-scheduler", runSched)
+	cp.goRun(&cp.controllers, ctrlCtx, "kube-scheduler", runSched)
 
 	if err := cp.waitHealthy(ctx, "kube-controller-manager", admin, "https://127.0.0.1:"+strconv.Itoa(cfg.ControllerManagerPort)+"/healthz"); err != nil {
 		return nil, err
 	}
 	if err := cp.waitHealthy(ctx, "kube-scheduler", admin, "https://127.0.0.1:"+strconv.Itoa(cfg.SchedulerPort)+"/healthz"); err != nil {
+		return nil, err
+	}
+	// The controller-manager's healthz answers before its controllers run.
+	// Pods are admitted only once the ServiceAccount controller has made
+	// the namespace's default ServiceAccount, so that is the signal that
+	// the cluster does what a user expects of it.
+	if err := waitDefaultServiceAccount(ctx, admin, cp.errs); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -188,14 +207,14 @@ func (cp *ControlPlane) startStorage(ctx context.Context, cfg *config.Config, b 
 	}, nil
 }
 
-// goRun runs one component; an error return while ctx is live is fatal
-// for the whole control plane.
-func (cp *ControlPlane) goRun(name string, run func() error) {
-	cp.running.Add(1)
+// goRun runs one component in group; an error return while its ctx is live
+// is fatal for the whole control plane.
+func (cp *ControlPlane) goRun(group *sync.WaitGroup, ctx context.Context, name string, run func() error) {
+	group.Add(1)
 	go func() {
-		defer cp.running.Done()
+		defer group.Done()
 		err := run()
-		if cp.ctx.Err() == nil {
+		if ctx.Err() == nil {
 			if err == nil {
 				err = errors.New("stopped unexpectedly")
 			}
@@ -209,7 +228,7 @@ func (cp *ControlPlane) goRun(name string, run func() error) {
 func (cp *ControlPlane) Wait() error {
 	var failure error
 	select {
-	case <-cp.ctx.Done():
+	case <-cp.done:
 	case ce := <-cp.errs:
 		failure = fmt.Errorf("%s: %w", ce.component, ce.err)
 	}
@@ -217,21 +236,30 @@ func (cp *ControlPlane) Wait() error {
 	return failure
 }
 
-// stopTimeout bounds how long upstream components get to return after
-// cancel; some of their goroutines never do, and the process exits anyway.
-const stopTimeout = 7 * time.Second
+// stopTimeout bounds how long each group of upstream components gets to
+// return after cancel; some of their goroutines never do, and the process
+// exits anyway. Two groups stay within the 10 s shutdown promise.
+const stopTimeout = 4 * time.Second
 
+// stop cancels the API server's clients, then the API server, then closes
+// etcd, each after the previous has returned (or timed out).
 func (cp *ControlPlane) stop() {
+	cp.ctrlCancel()
+	cp.waitGroup(&cp.controllers, "kube-controller-manager and kube-scheduler")
 	cp.cancel()
+	cp.waitGroup(&cp.api, "kube-apiserver")
+	if cp.etcd != nil {
+		cp.etcd.Close()
+	}
+}
+
+func (cp *ControlPlane) waitGroup(group *sync.WaitGroup, what string) {
 	done := make(chan struct{})
-	go func() { cp.running.Wait(); close(done) }()
+	go func() { group.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(stopTimeout):
-		cp.logger.Warn("components did not stop in time; closing storage anyway", "timeout", stopTimeout)
-	}
-	if cp.etcd != nil {
-		cp.etcd.Close()
+		cp.logger.Warn(what+" did not stop in time; going on", "timeout", stopTimeout)
 	}
 }
 

@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
 
@@ -46,6 +49,36 @@ func waitHealthy(ctx context.Context, name string, admin *rest.Config, endpoint 
 			return ctx.Err()
 		case <-deadline:
 			return fmt.Errorf("%s not ready after %s (last answer: %s)", name, readyTimeout, last)
+		case <-tick.C:
+		}
+	}
+}
+
+// waitDefaultServiceAccount waits until the ServiceAccount controller has
+// created default/default.
+func waitDefaultServiceAccount(ctx context.Context, admin *rest.Config, errs <-chan componentError) error {
+	client, err := kubernetes.NewForConfig(admin)
+	if err != nil {
+		return err
+	}
+	deadline := time.After(readyTimeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		_, err := client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("reading the default ServiceAccount: %w", err)
+		}
+		select {
+		case ce := <-errs:
+			return fmt.Errorf("%s: %w", ce.component, ce.err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return fmt.Errorf("kube-controller-manager did not create the default ServiceAccount within %s", readyTimeout)
 		case <-tick.C:
 		}
 	}

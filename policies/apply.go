@@ -193,7 +193,8 @@ func (a *Applier) report(ctx context.Context, res Result) {
 		return // shutting down: the pass was cut short on purpose
 	}
 	for _, e := range res.Errors {
-		a.logger.Warn("policy not applied", "dir", a.dir, "file", e.File, "document", e.Index, "error", e.Err)
+		// The error reads "<file>: document <n>: <why>", the form users grep for.
+		a.logger.Warn("policy not applied", "dir", a.dir, "error", e.Error())
 	}
 	a.logger.Info("applied policies", "dir", a.dir, "applied", len(res.Applied), "errors", len(res.Errors))
 }

@@ -146,7 +146,7 @@ func WaitReachable(ctx context.Context, endpoints []string, creds ClientTLS, log
 			}
 			lastErr = err
 		}
-		if time.Since(lastLog) >= 5*time.Second {
+		if ctx.Err() == nil && time.Since(lastLog) >= 5*time.Second {
 			logger.Warn("etcd unreachable, retrying", "endpoints", strings.Join(endpoints, ","), "error", lastErr)
 			lastLog = time.Now()
 		}
