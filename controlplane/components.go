@@ -92,6 +92,14 @@ func runAPIServer(ctx context.Context, flags flagMap, passthrough []string) (fun
 	return func() error { return apiserverapp.Run(ctx, completed) }, nil
 }
 
+// leaderElect is on when the storage is shared: several Gatehouse control
+// planes on one etcd cluster must not all run the controllers. On embedded
+// etcd there is one instance, and waiting out a dead instance's lease would
+// add 15 s to every restart.
+func leaderElect(cfg *config.Config) string {
+	return strconv.FormatBool(!cfg.Etcd.Embedded())
+}
+
 func controllerManagerFlags(cfg *config.Config, b *pki.Bundle, kubeconfig string) flagMap {
 	return flagMap{
 		"allocate-node-cidrs":       "true",
@@ -113,7 +121,7 @@ func controllerManagerFlags(cfg *config.Config, b *pki.Bundle, kubeconfig string
 		// token per controller; the API server is in this process.
 		"kube-api-qps":                     "200",
 		"kube-api-burst":                   "400",
-		"leader-elect":                     "false",
+		"leader-elect":                     leaderElect(cfg),
 		"requestheader-client-ca-file":     b.FrontProxyCA.CertFile,
 		"root-ca-file":                     b.CA.CertFile,
 		"service-account-private-key-file": b.ServiceAccountKeyFile,
@@ -157,7 +165,7 @@ func schedulerFlags(cfg *config.Config, b *pki.Bundle, kubeconfig string) flagMa
 		"tls-private-key-file":      b.SchedulerServe.KeyFile,
 		"client-ca-file":            b.CA.CertFile,
 		"kubeconfig":                kubeconfig,
-		"leader-elect":              "false",
+		"leader-elect":              leaderElect(cfg),
 	}
 }
 

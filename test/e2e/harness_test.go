@@ -172,6 +172,15 @@ type instance struct {
 // its stderr and the tail of gatehouse.log are logged.
 func startGatehouse(t *testing.T, extraArgs ...string) *instance {
 	t.Helper()
+	inst := newInstance(t, extraArgs...)
+	inst.start(t)
+	return inst
+}
+
+// newInstance prepares an instance (ports, data dir, arguments, cleanup)
+// without starting it.
+func newInstance(t *testing.T, extraArgs ...string) *instance {
+	t.Helper()
 	p := freePorts(t, 6)
 	inst := &instance{
 		dataDir:    t.TempDir(),
@@ -199,7 +208,6 @@ func startGatehouse(t *testing.T, extraArgs ...string) *instance {
 			inst.dumpLogs(t)
 		}
 	})
-	inst.start(t)
 	return inst
 }
 
@@ -234,14 +242,13 @@ func (inst *instance) current() *process {
 
 var readyLine = regexp.MustCompile(`(?m)^gatehouse ready in [0-9.]+s, kubeconfig: (\S+)$`)
 
-// start runs the binary with inst.args and waits for the ready line.
-func (inst *instance) start(t *testing.T) {
+// launch runs the binary with inst.args without waiting for anything.
+func (inst *instance) launch(t *testing.T) *process {
 	t.Helper()
 	p := &process{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(gatehouseBin, inst.args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	p.cmd.Env = append(os.Environ(), "KUBECONFIG=")
-	began := time.Now()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", gatehouseBin, err)
 	}
@@ -250,6 +257,14 @@ func (inst *instance) start(t *testing.T) {
 		p.waitErr = p.cmd.Wait()
 		close(p.done)
 	}()
+	return p
+}
+
+// start launches the binary and waits for the ready line.
+func (inst *instance) start(t *testing.T) {
+	t.Helper()
+	began := time.Now()
+	p := inst.launch(t)
 
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
