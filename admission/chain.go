@@ -2,6 +2,7 @@ package admission
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -9,6 +10,8 @@ import (
 	mutatingadmissionpolicy "k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
 	validatingadmissionpolicy "k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	kubeoptions "k8s.io/kubernetes/pkg/kubeapiserver/options"
+
+	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 	"k8s.io/kubernetes/plugin/pkg/admission/noderestriction"
 )
 
@@ -20,8 +23,16 @@ type Plugin struct {
 	// ValidatingAdmissionPolicy" places a validating plugin before the
 	// validating webhooks.
 	After     string
-	Register  func(*k8sadmission.Plugins)
+	Register  func(*k8sadmission.Plugins, Deps)
 	DefaultOn bool
+}
+
+// Deps is what Gatehouse's plugins share with the rest of the process:
+// the engines that controllers outside the API server keep filled.
+type Deps struct {
+	Constraints *constraint.Engine
+	Namespaces  constraint.NamespaceLookup
+	Logger      *slog.Logger
 }
 
 // Insertion points for Gatehouse's plugins, named once here so later plugins
@@ -35,8 +46,18 @@ const (
 	AfterValidatingPolicies = validatingadmissionpolicy.PluginName
 )
 
-// gatehousePlugins lists Gatehouse's own plugins. Later work appends here.
-var gatehousePlugins []Plugin
+// gatehousePlugins lists Gatehouse's own plugins, in the order they run
+// among plugins at the same insertion point.
+var gatehousePlugins = []Plugin{
+	{
+		Name:      constraint.PluginName,
+		After:     AfterValidatingPolicies,
+		DefaultOn: true,
+		Register: func(p *k8sadmission.Plugins, d Deps) {
+			constraint.Register(p, d.Constraints, d.Namespaces, d.Logger)
+		},
+	},
+}
 
 // kubeadmEnabled are the plugins a kubeadm-built cluster turns on beyond
 // upstream's defaults (kubeadm passes --enable-admission-plugins=NodeRestriction).
@@ -88,10 +109,10 @@ func EnabledByDefault() ([]string, error) {
 // Configure registers Gatehouse's plugins on kube-apiserver's admission
 // options, installs the chain order and default set, and checks that every
 // registered plugin is ordered and every ordered plugin registered.
-func Configure(opts *kubeoptions.AdmissionOptions) error {
+func Configure(opts *kubeoptions.AdmissionOptions, deps Deps) error {
 	generic := opts.GenericAdmission
 	for _, p := range gatehousePlugins {
-		p.Register(generic.Plugins)
+		p.Register(generic.Plugins, deps)
 	}
 	order, err := Chain()
 	if err != nil {

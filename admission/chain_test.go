@@ -7,6 +7,8 @@ import (
 
 	k8sadmission "k8s.io/apiserver/pkg/admission"
 	kubeoptions "k8s.io/kubernetes/pkg/kubeapiserver/options"
+
+	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 )
 
 func TestChainIsUpstreamOrder(t *testing.T) {
@@ -14,12 +16,17 @@ func TestChainIsUpstreamOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// With no Gatehouse plugins registered yet, the chain is upstream's.
-	if len(gatehousePlugins) == 0 && !slices.Equal(order, kubeoptions.AllOrderedPlugins) {
-		t.Errorf("Chain() = %v, want upstream's AllOrderedPlugins", order)
+	// Without Gatehouse's plugins, the chain is upstream's.
+	own := map[string]bool{}
+	for _, p := range gatehousePlugins {
+		own[p.Name] = true
 	}
-	// The policy engines and webhooks keep upstream's relative order.
-	want := []string{"MutatingAdmissionPolicy", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota"}
+	if upstream := slices.DeleteFunc(slices.Clone(order), func(n string) bool { return own[n] }); !slices.Equal(upstream, kubeoptions.AllOrderedPlugins) {
+		t.Errorf("Chain() without Gatehouse's plugins = %v, want upstream's AllOrderedPlugins", upstream)
+	}
+	// The policy engines and webhooks keep upstream's relative order, with
+	// constraints between ValidatingAdmissionPolicy and the webhooks.
+	want := []string{"MutatingAdmissionPolicy", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "GatekeeperConstraints", "ValidatingAdmissionWebhook", "ResourceQuota"}
 	last := -1
 	for _, name := range want {
 		i := slices.Index(order, name)
@@ -38,6 +45,7 @@ func TestEnabledByDefault(t *testing.T) {
 	for _, name := range []string{
 		"NamespaceLifecycle", "LimitRanger", "ServiceAccount", "NodeRestriction", "PodSecurity",
 		"MutatingAdmissionPolicy", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota",
+		"GatekeeperConstraints",
 	} {
 		if !slices.Contains(on, name) {
 			t.Errorf("%s is not enabled by default; enabled: %v", name, on)
@@ -52,7 +60,7 @@ func TestEnabledByDefault(t *testing.T) {
 
 func TestConfigure(t *testing.T) {
 	opts := kubeoptions.NewAdmissionOptions()
-	if err := Configure(opts); err != nil {
+	if err := Configure(opts, Deps{Constraints: constraint.NewEngine(0)}); err != nil {
 		t.Fatalf("Configure: %v", err)
 	}
 	if opts.GenericAdmission.DefaultOffPlugins.Has("NodeRestriction") {
@@ -65,7 +73,7 @@ func TestConfigure(t *testing.T) {
 }
 
 func TestInsert(t *testing.T) {
-	noop := func(*k8sadmission.Plugins) {}
+	noop := func(*k8sadmission.Plugins, Deps) {}
 	upstream := []string{"A", "MutatingAdmissionPolicy", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook"}
 	tests := []struct {
 		name    string

@@ -65,11 +65,11 @@ func apiserverFlags(cfg *config.Config, b *pki.Bundle, st storage) flagMap {
 
 // runAPIServer configures kube-apiserver with Gatehouse's admission chain
 // and runs it until ctx is done.
-func runAPIServer(ctx context.Context, flags flagMap, passthrough []string) (func() error, error) {
+func runAPIServer(ctx context.Context, flags flagMap, passthrough []string, deps admission.Deps) (func() error, error) {
 	s := apiserveroptions.NewServerRunOptions()
 	// The chain must be configured before flags are parsed: plugin
 	// enablement flags are validated against the registered plugins.
-	if err := admission.Configure(s.Admission); err != nil {
+	if err := admission.Configure(s.Admission, deps); err != nil {
 		return nil, err
 	}
 	args, err := flags.args(passthrough)

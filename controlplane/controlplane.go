@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/gatehouse-dev/gatehouse/admission"
+	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/controlplane/etcd"
 	"github.com/gatehouse-dev/gatehouse/controlplane/pki"
@@ -132,7 +134,15 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Contr
 		return nil, err
 	}
 
-	runAPI, err := runAPIServer(apiCtx, apiserverFlags(cfg, bundle, st), cfg.KubeAPIServerArgs)
+	// Gatekeeper constraints: one engine, filled by the syncer from the
+	// cluster's templates and constraints, read by the admission plugin.
+	engine := constraint.NewEngine(0)
+	syncer, err := constraint.NewSyncer(admin, engine, logger)
+	if err != nil {
+		return nil, err
+	}
+	deps := admission.Deps{Constraints: engine, Namespaces: syncer.Namespace, Logger: logger}
+	runAPI, err := runAPIServer(apiCtx, apiserverFlags(cfg, bundle, st), cfg.KubeAPIServerArgs, deps)
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +151,9 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Contr
 		return nil, err
 	}
 	logger.Info("kube-apiserver ready", "url", server)
+	if err := syncer.Start(ctrlCtx); err != nil {
+		return nil, fmt.Errorf("gatekeeper constraints: %w", err)
+	}
 
 	runCM, err := runControllerManager(ctrlCtx, controllerManagerFlags(cfg, bundle, cmKubeconfig), cfg.KubeControllerManagerArgs)
 	if err != nil {

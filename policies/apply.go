@@ -124,7 +124,15 @@ func (a *Applier) Apply(ctx context.Context) Result {
 		a.mapper.ResetWithContext(ctx)
 	}
 
+	// Gatekeeper ConstraintTemplates come before the other objects (Order):
+	// their constraints can only be applied once Gatehouse has made and
+	// established the template's constraint CRD.
+	var templates []applied
 	for _, d := range docs[nCRDs:] {
+		if len(templates) > 0 && !isTemplate(d) {
+			a.waitConstraintCRDs(ctx, templates, fail)
+			templates = nil
+		}
 		if ctx.Err() != nil {
 			res.Errors = append(res.Errors, &DocumentError{File: a.dir, Err: fmt.Errorf("pass stopped: %w", ctx.Err())})
 			break
@@ -135,6 +143,9 @@ func (a *Applier) Apply(ctx context.Context) Result {
 			continue
 		}
 		res.Applied = append(res.Applied, ap.ref)
+		if isTemplate(d) {
+			templates = append(templates, ap)
+		}
 	}
 
 	slices.SortStableFunc(res.Errors, func(x, y *DocumentError) int {
@@ -280,6 +291,23 @@ func (a *Applier) waitEstablished(ctx context.Context, ap applied) error {
 	return fmt.Errorf("%s: not established within %v: %s", ap.ref, establishTimeout, why)
 }
 
+// waitConstraintCRDs waits until the constraint CRD of every applied
+// ConstraintTemplate is established, then refreshes the RESTMapper.
+func (a *Applier) waitConstraintCRDs(ctx context.Context, templates []applied, fail func(Document, error)) {
+	waitCtx, cancel := context.WithTimeout(ctx, establishTimeout)
+	defer cancel()
+	for _, ap := range templates {
+		kind, _, _ := unstructured.NestedString(ap.doc.Object.Object, "spec", "crd", "spec", "names", "kind")
+		name := strings.ToLower(kind) + ".constraints.gatekeeper.sh"
+		crdRef := applied{doc: Document{File: ap.doc.File, Index: ap.doc.Index, Object: &unstructured.Unstructured{}}, mapping: &meta.RESTMapping{Resource: crdResource}, ref: "CustomResourceDefinition/" + name}
+		crdRef.doc.Object.SetName(name)
+		if err := a.waitEstablished(waitCtx, crdRef); err != nil {
+			fail(ap.doc, fmt.Errorf("%s: its constraint CRD: %w", ap.ref, err))
+		}
+	}
+	a.mapper.ResetWithContext(ctx)
+}
+
 // established reports whether a CRD has condition Established=True, and if not,
 // the messages of its false conditions (such as NamesAccepted) to say why.
 func established(crd *unstructured.Unstructured) (bool, string) {
@@ -299,6 +327,13 @@ func established(crd *unstructured.Unstructured) (bool, string) {
 	}
 	return false, strings.Join(why, "; ")
 }
+
+// isTemplate reports whether d is a Gatekeeper ConstraintTemplate.
+func isTemplate(d Document) bool {
+	return d.Object.GroupVersionKind().GroupKind() == schema.GroupKind{Group: "templates.gatekeeper.sh", Kind: "ConstraintTemplate"}
+}
+
+var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 func isCRD(d Document) bool {
 	return d.Object.GroupVersionKind().GroupKind() == crdKind

@@ -84,7 +84,10 @@ func Order(docs []Document) []Document {
 		case namespaceKind:
 			return 1
 		}
-		return 2
+		if isTemplate(d) {
+			return 2
+		}
+		return 3
 	}
 	ordered := slices.Clone(docs)
 	slices.SortStableFunc(ordered, func(a, b Document) int { return cmp.Compare(rank(a), rank(b)) })

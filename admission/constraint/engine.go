@@ -1,0 +1,306 @@
+package constraint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+)
+
+// Target is Gatekeeper's name for the admission target of templates.
+const AdmissionTarget = "admission.k8s.gatekeeper.sh"
+
+// DefaultTimeout bounds one template's evaluation for one request, like a
+// webhook's timeout: Rego that runs longer denies the request.
+const DefaultTimeout = 3 * time.Second
+
+// disabledBuiltins are the OPA builtins Gatekeeper turns off by default
+// (its --disable-opa-builtin flag): a policy must not call out of the
+// cluster while a request waits.
+var disabledBuiltins = []string{"http.send"}
+
+// Engine holds compiled templates and their constraints and evaluates
+// admission reviews against them, with Gatekeeper's semantics. It is safe
+// for concurrent use.
+type Engine struct {
+	timeout      time.Duration
+	capabilities *ast.Capabilities
+
+	// store holds data.constraints[kind][name] (each constraint's
+	// parameters) and data.inventory; prepared queries read it at
+	// evaluation time, so constraint changes need no recompilation.
+	store storage.Store
+
+	mu          sync.RWMutex
+	templates   map[string]*compiledTemplate // by constraint kind
+	constraints map[string]map[string]*Constraint
+}
+
+// TemplateSource is the Rego of one ConstraintTemplate's admission target.
+type TemplateSource struct {
+	// Name is the template's metadata.name, Kind its constraint kind.
+	Name, Kind string
+	Rego       string
+	Libs       []string
+}
+
+// Constraint is one constraint object as the engine needs it.
+type Constraint struct {
+	Kind, Name        string
+	Match             Match
+	EnforcementAction string // deny (default), warn, dryrun or scoped
+	// ScopedActions are the actions of scopedEnforcementActions that
+	// apply at admission (enforcement point validation.gatekeeper.sh or *).
+	ScopedActions []string
+	Parameters    map[string]any
+}
+
+// Violation is one violation a constraint reported.
+type Violation struct {
+	Constraint *Constraint
+	Msg        string
+	Details    any
+}
+
+type compiledTemplate struct {
+	source TemplateSource
+	query  rego.PreparedEvalQuery
+}
+
+// NewEngine returns an empty engine; timeout <= 0 means DefaultTimeout.
+func NewEngine(timeout time.Duration) *Engine {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	caps := ast.CapabilitiesForThisVersion()
+	caps.Builtins = slices.DeleteFunc(slices.Clone(caps.Builtins), func(b *ast.Builtin) bool {
+		return slices.Contains(disabledBuiltins, b.Name)
+	})
+	return &Engine{
+		timeout:      timeout,
+		capabilities: caps,
+		store:        inmem.NewFromObject(map[string]any{"constraints": map[string]any{}, "inventory": map[string]any{}}),
+		templates:    map[string]*compiledTemplate{},
+		constraints:  map[string]map[string]*Constraint{},
+	}
+}
+
+// hookModule evaluates a template for every constraint named in
+// input.constraints, with Gatekeeper's input for each: the review and that
+// constraint's parameters. The template is compiled at data.template.
+const hookModule = `package hooks
+
+import rego.v1
+
+violation contains result if {
+	some key in input.constraints
+	verdict := data.template.violation with input as {
+		"review": input.review,
+		"parameters": data.constraints[key.kind][key.name],
+	}
+	some v in verdict
+	result := {"key": key, "msg": v.msg, "details": object.get(v, "details", {})}
+}
+`
+
+// CompileError is a template whose Rego does not compile; Error names the
+// template and carries OPA's messages with their line numbers.
+type CompileError struct {
+	Template string
+	Err      error
+}
+
+func (e *CompileError) Error() string {
+	return fmt.Sprintf("template %s: %v", e.Template, e.Err)
+}
+
+func (e *CompileError) Unwrap() error { return e.Err }
+
+// AddTemplate compiles src and makes it the template for src.Kind,
+// replacing an earlier version. On error the earlier version stays.
+func (e *Engine) AddTemplate(ctx context.Context, src TemplateSource) error {
+	compiler, err := e.compile(src)
+	if err != nil {
+		return &CompileError{Template: src.Name, Err: err}
+	}
+	query, err := rego.New(
+		rego.Compiler(compiler),
+		rego.Store(e.store),
+		rego.Query("data.hooks.violation[result]"),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return &CompileError{Template: src.Name, Err: err}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.templates[src.Kind] = &compiledTemplate{source: src, query: query}
+	return nil
+}
+
+// RemoveTemplate forgets the template for kind and its constraints.
+func (e *Engine) RemoveTemplate(ctx context.Context, kind string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.templates, kind)
+	delete(e.constraints, kind)
+	return e.write(ctx, storage.RemoveOp, storage.Path{"constraints", kind}, nil)
+}
+
+// HasTemplate reports whether a template for kind is compiled.
+func (e *Engine) HasTemplate(kind string) bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.templates[kind] != nil
+}
+
+// AddConstraint adds or replaces a constraint. Its template must exist.
+func (e *Engine) AddConstraint(ctx context.Context, c *Constraint) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.templates[c.Kind] == nil {
+		return fmt.Errorf("constraint %s %s: no ConstraintTemplate defines kind %s", c.Kind, c.Name, c.Kind)
+	}
+	params := c.Parameters
+	if params == nil {
+		params = map[string]any{} // so templates need not default it
+	}
+	if e.constraints[c.Kind] == nil {
+		if err := e.write(ctx, storage.AddOp, storage.Path{"constraints", c.Kind}, map[string]any{}); err != nil {
+			return err
+		}
+		e.constraints[c.Kind] = map[string]*Constraint{}
+	}
+	if err := e.write(ctx, storage.AddOp, storage.Path{"constraints", c.Kind, c.Name}, params); err != nil {
+		return err
+	}
+	e.constraints[c.Kind][c.Name] = c
+	return nil
+}
+
+// RemoveConstraint forgets one constraint.
+func (e *Engine) RemoveConstraint(ctx context.Context, kind, name string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.constraints[kind][name] == nil {
+		return nil
+	}
+	delete(e.constraints[kind], name)
+	return e.write(ctx, storage.RemoveOp, storage.Path{"constraints", kind, name}, nil)
+}
+
+func (e *Engine) write(ctx context.Context, op storage.PatchOp, path storage.Path, value any) error {
+	err := storage.WriteOne(ctx, e.store, op, path, value)
+	if op == storage.RemoveOp && storage.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// Review evaluates every constraint whose match selects target against
+// review (Gatekeeper's input.review). A template that fails or times out
+// yields one violation per constraint it was evaluating, naming the
+// failure, as Gatekeeper does; the error return is for the engine itself.
+func (e *Engine) Review(ctx context.Context, review map[string]any, target *Target) ([]Violation, error) {
+	e.mu.RLock()
+	type job struct {
+		tmpl *compiledTemplate
+		// constraints are the matched ones, copied so that evaluation
+		// runs without the lock while constraints change.
+		constraints map[string]*Constraint
+		keys        []*ast.Term
+	}
+	var jobs []job
+	for kind, byName := range e.constraints {
+		j := job{tmpl: e.templates[kind], constraints: map[string]*Constraint{}}
+		for name, c := range byName {
+			ok, _, err := c.Match.Matches(target)
+			if err != nil {
+				e.mu.RUnlock()
+				return nil, fmt.Errorf("constraint %s %s: match: %w", kind, name, err)
+			}
+			if ok {
+				j.constraints[name] = c
+				j.keys = append(j.keys, ast.ObjectTerm(
+					ast.Item(ast.StringTerm("kind"), ast.StringTerm(kind)),
+					ast.Item(ast.StringTerm("name"), ast.StringTerm(name)),
+				))
+			}
+		}
+		if len(j.keys) > 0 && j.tmpl != nil {
+			jobs = append(jobs, j)
+		}
+	}
+	e.mu.RUnlock()
+	if len(jobs) == 0 {
+		return nil, nil
+	}
+
+	// The review becomes a Rego value once per request, not once per
+	// template or constraint.
+	reviewValue, err := ast.InterfaceToValue(review)
+	if err != nil {
+		return nil, fmt.Errorf("converting the review for Rego: %w", err)
+	}
+	reviewTerm := ast.NewTerm(reviewValue)
+
+	var out []Violation
+	for _, j := range jobs {
+		input := ast.NewObject(
+			ast.Item(ast.StringTerm("review"), reviewTerm),
+			ast.Item(ast.StringTerm("constraints"), ast.ArrayTerm(j.keys...)),
+		)
+		evalCtx, cancel := context.WithTimeout(ctx, e.timeout)
+		rs, err := j.tmpl.query.Eval(evalCtx, rego.EvalParsedInput(input))
+		cancel()
+		if err != nil {
+			msg := err.Error()
+			if errors.Is(evalCtx.Err(), context.DeadlineExceeded) {
+				msg = fmt.Sprintf("template %s did not finish within %s", j.tmpl.source.Name, e.timeout)
+			}
+			for _, k := range j.keys {
+				name := string(k.Value.(ast.Object).Get(ast.StringTerm("name")).Value.(ast.String))
+				out = append(out, Violation{Constraint: j.constraints[name], Msg: msg})
+			}
+			continue
+		}
+		for _, r := range rs {
+			v, err := toViolation(r.Bindings["result"], j.constraints)
+			if err != nil {
+				return nil, fmt.Errorf("template %s: %w", j.tmpl.source.Name, err)
+			}
+			out = append(out, v)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Violation) int {
+		return strings.Compare(a.Constraint.Kind+"/"+a.Constraint.Name+"\x00"+a.Msg, b.Constraint.Kind+"/"+b.Constraint.Name+"\x00"+b.Msg)
+	})
+	return out, nil
+}
+
+func toViolation(binding any, constraints map[string]*Constraint) (Violation, error) {
+	m, ok := binding.(map[string]any)
+	if !ok {
+		return Violation{}, fmt.Errorf("unexpected result %v", binding)
+	}
+	key, _ := m["key"].(map[string]any)
+	name, _ := key["name"].(string)
+	c := constraints[name]
+	if c == nil {
+		return Violation{}, fmt.Errorf("result for unknown constraint %v", key)
+	}
+	msg, ok := m["msg"].(string)
+	if !ok {
+		// Gatekeeper requires msg to be a string; a template that builds
+		// something else is reported, not silently passed.
+		msg = fmt.Sprintf("%v", m["msg"])
+	}
+	return Violation{Constraint: c, Msg: msg, Details: m["details"]}, nil
+}

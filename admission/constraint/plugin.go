@@ -1,0 +1,149 @@
+package constraint
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/warning"
+)
+
+// PluginName is the name of the constraint plugin in the admission chain.
+const PluginName = "GatekeeperConstraints"
+
+// EnforcementPoint is Gatekeeper's name for admission-time enforcement,
+// the one scopedEnforcementActions name for the webhook.
+const EnforcementPoint = "validation.gatekeeper.sh"
+
+// Enforcement actions.
+const (
+	ActionDeny   = "deny"
+	ActionWarn   = "warn"
+	ActionDryRun = "dryrun"
+	ActionScoped = "scoped"
+)
+
+// Register registers the plugin; every instance evaluates with engine,
+// which a Syncer keeps filled from the cluster's templates and constraints.
+func Register(plugins *admission.Plugins, engine *Engine, namespaces NamespaceLookup, logger *slog.Logger) {
+	plugins.Register(PluginName, func(io.Reader) (admission.Interface, error) {
+		return NewPlugin(engine, namespaces, logger), nil
+	})
+}
+
+// NamespaceLookup returns a Namespace object by name, or nil when unknown.
+type NamespaceLookup func(name string) map[string]any
+
+// Plugin enforces Gatekeeper constraints in-process, where Gatekeeper's
+// validating webhook would: after ValidatingAdmissionPolicy, for CREATE and
+// UPDATE of resources (not subresources), with the webhook's denial and
+// warning messages.
+type Plugin struct {
+	*admission.Handler
+	engine     *Engine
+	namespaces NamespaceLookup
+	logger     *slog.Logger
+}
+
+var _ admission.ValidationInterface = &Plugin{}
+
+// NewPlugin returns the plugin.
+func NewPlugin(engine *Engine, namespaces NamespaceLookup, logger *slog.Logger) *Plugin {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Plugin{
+		// Gatekeeper's webhook configuration selects CREATE and UPDATE.
+		Handler:    admission.NewHandler(admission.Create, admission.Update),
+		engine:     engine,
+		namespaces: namespaces,
+		logger:     logger,
+	}
+}
+
+// Validate denies the request when a deny constraint reports a violation,
+// adds a warning for each warn violation and logs dryrun ones.
+func (p *Plugin) Validate(ctx context.Context, attrs admission.Attributes, o admission.ObjectInterfaces) error {
+	if attrs.GetSubresource() != "" {
+		return nil
+	}
+	review, err := Review(attrs, o)
+	if err != nil {
+		return apierrors.NewInternalError(fmt.Errorf("%s: building the review: %w", PluginName, err))
+	}
+	target, err := p.target(attrs, review)
+	if err != nil {
+		return apierrors.NewInternalError(fmt.Errorf("%s: %w", PluginName, err))
+	}
+	violations, err := p.engine.Review(ctx, review, target)
+	if err != nil {
+		return apierrors.NewInternalError(fmt.Errorf("%s: %w", PluginName, err))
+	}
+	var denials []string
+	for _, v := range violations {
+		msg := fmt.Sprintf("[%s] %s", v.Constraint.Name, v.Msg)
+		for _, action := range v.Constraint.Actions() {
+			switch action {
+			case ActionDeny:
+				denials = append(denials, msg)
+			case ActionWarn:
+				warning.AddWarning(ctx, "", msg)
+			case ActionDryRun:
+				p.logger.Info("constraint violation (dryrun)", "constraint", v.Constraint.Kind+"/"+v.Constraint.Name,
+					"operation", attrs.GetOperation(), "resource", attrs.GetResource().Resource, "namespace", attrs.GetNamespace(), "name", attrs.GetName(), "msg", v.Msg)
+			}
+		}
+	}
+	if len(denials) == 0 {
+		return nil
+	}
+	// Word for word what Gatekeeper's webhook answer becomes in the API
+	// server, so scripts and tests written against Gatekeeper match.
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status:  metav1.StatusFailure,
+		Code:    403,
+		Reason:  metav1.StatusReasonForbidden,
+		Message: fmt.Sprintf("admission webhook %q denied the request: %s", EnforcementPoint, strings.Join(denials, "\n")),
+	}}
+}
+
+// target gathers what spec.match looks at.
+func (p *Plugin) target(attrs admission.Attributes, review map[string]any) (*Target, error) {
+	t := &Target{
+		GVK:       attrs.GetKind(),
+		Namespace: attrs.GetNamespace(),
+		Name:      attrs.GetName(),
+	}
+	t.Object, _ = review["object"].(map[string]any)
+	t.OldObject, _ = review["oldObject"].(map[string]any)
+	switch {
+	case t.GVK.Group == "" && t.GVK.Kind == "Namespace":
+		t.NamespaceObject = t.Object
+		if t.NamespaceObject == nil {
+			t.NamespaceObject = t.OldObject
+		}
+	case t.Namespace != "" && p.namespaces != nil:
+		t.NamespaceObject = p.namespaces(t.Namespace)
+		// Gatekeeper hands policies the namespace of namespaced requests.
+		WithNamespace(review, t.NamespaceObject)
+	}
+	return t, nil
+}
+
+// Actions are the enforcement actions that apply at admission: the
+// constraint's enforcementAction, or for "scoped" those of its
+// scopedEnforcementActions that name the validation enforcement point.
+func (c *Constraint) Actions() []string {
+	switch c.EnforcementAction {
+	case "", ActionDeny:
+		return []string{ActionDeny}
+	case ActionScoped:
+		return c.ScopedActions
+	}
+	return []string{c.EnforcementAction}
+}

@@ -1,0 +1,153 @@
+package constraint
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/admission/plugin/webhook/generic"
+	"k8s.io/apiserver/pkg/admission/plugin/webhook/request"
+)
+
+// errDeleteWithoutOldObject is what Gatekeeper answers a DELETE request
+// without oldObject with (pkg/util/request_validation.go ErrOldObjectIsNil):
+// it has nothing to review.
+var errDeleteWithoutOldObject = errors.New("oldObject cannot be nil for DELETE operations")
+
+// Review builds Gatekeeper's input.review for one admission request: the
+// AdmissionRequest that Gatekeeper's webhook would have received, as the
+// generic value Rego sees.
+//
+// The request is built by the API server's own webhook code
+// (request.CreateV1AdmissionReview) with the invocation a webhook gets whose
+// rules select the request's own resource, as Gatekeeper's do (groups,
+// resources and versions "*"): kind, resource and subResource are the
+// request's, and object and oldObject are converted to the request's
+// version (attrs.GetKind()) with admission.NewVersionedAttributes, as the
+// webhook dispatcher does. Gatekeeper's webhook accepts AdmissionReview
+// v1, which is what the API server then sends.
+//
+// The value has the keys of the v1 AdmissionRequest's JSON: uid, kind,
+// resource, subResource (only for a subresource), requestKind,
+// requestResource, requestSubResource (only for a subresource), name and
+// namespace (when not empty), operation, userInfo, object, oldObject (null
+// when absent, as on the wire), dryRun (always present) and options. Then
+// what Gatekeeper changes before its policies see the request:
+//
+//   - DELETE: object is a copy of oldObject (Gatekeeper's SetObjectOnDelete,
+//     pkg/util/request_validation.go, called from Handle in
+//     pkg/webhook/policy.go), so policies that read input.review.object see
+//     the object being deleted. A DELETE without oldObject is an error, as
+//     Gatekeeper denies it.
+//   - A Namespace (core group) request has namespace "" (createReviewForRequest
+//     in pkg/webhook/policy.go: server-side apply sets it to the name).
+//
+// The Namespace object is not part of it; see WithNamespace.
+//
+// Values are map[string]any, []any, string, float64, bool and nil: the
+// request is marshalled to JSON and decoded with encoding/json into
+// map[string]any, which is exactly what Gatekeeper's Rego driver does with
+// the review before handing it to OPA (toInterfaceMap in the frameworks'
+// constraint/pkg/client/drivers/rego/driver.go). Numbers are therefore
+// float64 there too, and integers beyond 2^53 lose precision the same way
+// in both, so a policy comparing numbers decides as it does under Gatekeeper.
+//
+// The uid is a fresh UUID for every call: admission.Attributes has no
+// request UID, and the API server makes a new one for each webhook call
+// (request.CreateAdmissionObjects).
+func Review(attrs admission.Attributes, o admission.ObjectInterfaces) (map[string]any, error) {
+	req, err := admissionRequest(attrs, o)
+	if err != nil {
+		return nil, err
+	}
+
+	if req.Operation == admissionv1.Delete {
+		if req.OldObject.Object == nil && req.OldObject.Raw == nil {
+			return nil, errDeleteWithoutOldObject
+		}
+		req.Object = req.OldObject
+	}
+	if req.Kind.Group == "" && req.Kind.Kind == "Namespace" {
+		req.Namespace = ""
+	}
+
+	data, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the admission request: %w", err)
+	}
+	var review map[string]any
+	if err := json.Unmarshal(data, &review); err != nil {
+		return nil, fmt.Errorf("decoding the admission request: %w", err)
+	}
+	return review, nil
+}
+
+// admissionRequest is the v1 AdmissionRequest the API server would send a
+// webhook that matches the request's own group, version and resource.
+func admissionRequest(attrs admission.Attributes, o admission.ObjectInterfaces) (*admissionv1.AdmissionRequest, error) {
+	invocation := &generic.WebhookInvocation{
+		// Webhook is not read when the request is built.
+		Resource:    attrs.GetResource(),
+		Subresource: attrs.GetSubresource(),
+		Kind:        attrs.GetKind(),
+	}
+	versioned, err := admission.NewVersionedAttributes(attrs, invocation.Kind, o)
+	if err != nil {
+		return nil, fmt.Errorf("converting the request's objects to %s: %w", invocation.Kind, err)
+	}
+	review := request.CreateV1AdmissionReview(types.UID(uuid.NewUUID()), versioned, invocation)
+	req := review.Request
+	req.Options.Object = typedOptions(req.Options.Object)
+	return req, nil
+}
+
+// typedOptions returns options with apiVersion and kind set. The API
+// server's handlers set them on the options they pass to admission, so a
+// webhook sees "kind": "CreateOptions" and so on; attributes built
+// elsewhere (tests, other callers) may not have done so.
+func typedOptions(options runtime.Object) runtime.Object {
+	if options == nil || !options.GetObjectKind().GroupVersionKind().Empty() {
+		return options
+	}
+	var kind string
+	switch options.(type) {
+	case *metav1.CreateOptions:
+		kind = "CreateOptions"
+	case *metav1.UpdateOptions:
+		kind = "UpdateOptions"
+	case *metav1.DeleteOptions:
+		kind = "DeleteOptions"
+	case *metav1.PatchOptions:
+		kind = "PatchOptions"
+	default:
+		return options
+	}
+	options = options.DeepCopyObject()
+	options.GetObjectKind().SetGroupVersionKind(metav1.SchemeGroupVersion.WithKind(kind))
+	return options
+}
+
+// WithNamespace adds what Gatekeeper adds when it knows the request's
+// Namespace object: input.review.namespaceObject, the Namespace as JSON
+// (apiVersion, kind, metadata, spec, status). Gatekeeper's webhook looks the
+// Namespace up for every request with a namespace (createReviewForRequest
+// in pkg/webhook/policy.go; not for a Namespace itself, whose namespace it
+// clears) and passes it with reviews.Namespace (pkg/util/namespace.go,
+// NamespaceToMap: "Rego policies ... access input.review.namespaceObject").
+// ns is stored as given, not copied; nil adds nothing.
+//
+// Older Gatekeeper releases exposed the Namespace as
+// input.review._unstable.namespace (pkg/target/target.go, gkReview.Unstable);
+// current ones do not, so neither does this.
+func WithNamespace(review map[string]any, ns map[string]any) {
+	if review == nil || ns == nil {
+		return
+	}
+	review["namespaceObject"] = ns
+}

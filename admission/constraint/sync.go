@@ -1,0 +1,320 @@
+package constraint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Syncer keeps an Engine in step with the cluster, as Gatekeeper's
+// controllers do: it installs the ConstraintTemplate CRD, compiles every
+// template, writes its status and its constraint CRD, and loads the
+// constraints of every template kind.
+type Syncer struct {
+	engine *Engine
+	dyn    dynamic.Interface
+	crds   apiextensionsclient.Interface
+	kube   kubernetes.Interface
+	logger *slog.Logger
+
+	namespaces cache.Indexer
+
+	mu sync.Mutex
+	// watches stops each template kind's constraint informer.
+	watches map[string]context.CancelFunc
+	// generations are the template generations already handled, so the
+	// status updates this syncer writes do not trigger it again.
+	generations map[string]int64
+}
+
+// NewSyncer returns a syncer for the cluster cfg points at.
+func NewSyncer(cfg *rest.Config, engine *Engine, logger *slog.Logger) (*Syncer, error) {
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	crds, err := apiextensionsclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Syncer{engine: engine, dyn: dyn, crds: crds, kube: kube, logger: logger,
+		watches: map[string]context.CancelFunc{}, generations: map[string]int64{}}, nil
+}
+
+// syncTimeout bounds the initial sync and each CRD becoming established.
+const syncTimeout = 30 * time.Second
+
+// Start installs the CRD and starts the informers; it returns once every
+// template and constraint that exists has been loaded, so a caller that
+// reports "ready" afterwards has them in force. Work goes on until ctx ends.
+func (s *Syncer) Start(ctx context.Context) error {
+	if err := s.ensureCRD(ctx, TemplateCRD()); err != nil {
+		return fmt.Errorf("ConstraintTemplate CRD: %w", err)
+	}
+
+	nsFactory := informers.NewSharedInformerFactory(s.kube, 0)
+	nsInformer := nsFactory.Core().V1().Namespaces().Informer()
+	s.namespaces = nsInformer.GetIndexer()
+	nsFactory.Start(ctx.Done())
+
+	factory := dynamicinformer.NewDynamicSharedInformerFactory(s.dyn, 0)
+	templates := factory.ForResource(TemplateGVR).Informer()
+	if _, err := templates.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { s.templateChanged(ctx, obj) },
+		UpdateFunc: func(_, obj any) { s.templateChanged(ctx, obj) },
+		DeleteFunc: func(obj any) { s.templateDeleted(ctx, obj) },
+	}); err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+
+	syncCtx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	if !cache.WaitForCacheSync(syncCtx.Done(), nsInformer.HasSynced, templates.HasSynced) {
+		return errors.New("ConstraintTemplates and Namespaces did not sync")
+	}
+	return nil
+}
+
+// Namespace returns a Namespace as Rego and spec.match see it, or nil.
+func (s *Syncer) Namespace(name string) map[string]any {
+	if s.namespaces == nil {
+		return nil
+	}
+	obj, ok, err := s.namespaces.GetByKey(name)
+	if err != nil || !ok {
+		return nil
+	}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil
+	}
+	m["apiVersion"], m["kind"] = "v1", "Namespace"
+	return m
+}
+
+func (s *Syncer) templateChanged(ctx context.Context, obj any) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	seen, done := s.generations[u.GetName()]
+	s.mu.Unlock()
+	if done && seen == u.GetGeneration() {
+		return // only the status (ours) changed
+	}
+	errs := s.syncTemplate(ctx, u)
+	s.mu.Lock()
+	s.generations[u.GetName()] = u.GetGeneration()
+	s.mu.Unlock()
+	for _, err := range errs {
+		s.logger.Warn("constraint template not in force", "template", u.GetName(), "error", err)
+	}
+	s.writeTemplateStatus(ctx, u, errs)
+}
+
+// syncTemplate compiles the template, installs its constraint CRD and
+// starts loading its constraints. A template that fails to compile keeps
+// its previous version, if any, in force.
+func (s *Syncer) syncTemplate(ctx context.Context, u *unstructured.Unstructured) []error {
+	t, err := ParseTemplate(u)
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	if t.Rego == "" {
+		errs = append(errs, fmt.Errorf("engines %v: only the Rego engine is supported so far", t.Engines))
+	} else if err := s.engine.AddTemplate(ctx, t.Source()); err != nil {
+		errs = append(errs, err)
+	}
+	crd, err := ConstraintCRD(t)
+	if err != nil {
+		return append(errs, err)
+	}
+	if err := s.ensureCRD(ctx, crd); err != nil {
+		return append(errs, fmt.Errorf("constraint CRD %s: %w", crd.Name, err))
+	}
+	if s.engine.HasTemplate(t.Kind) {
+		if err := s.watchConstraints(ctx, t.Kind); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// watchConstraints loads the constraints of kind, once per kind, and waits
+// until the existing ones are in the engine. After a template is
+// recompiled, the existing informer's objects are loaded again, since a
+// constraint added while its template did not compile was refused.
+func (s *Syncer) watchConstraints(ctx context.Context, kind string) error {
+	s.mu.Lock()
+	_, running := s.watches[kind]
+	s.mu.Unlock()
+	if running {
+		return nil
+	}
+	watchCtx, cancel := context.WithCancel(ctx)
+	factory := dynamicinformer.NewDynamicSharedInformerFactory(s.dyn, 0)
+	informer := factory.ForResource(ConstraintGVR(kind)).Informer()
+	add := func(obj any) {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return
+		}
+		c, err := ParseConstraint(u)
+		if err == nil {
+			err = s.engine.AddConstraint(ctx, c)
+		}
+		if err != nil {
+			s.logger.Warn("constraint not in force", "constraint", kind+"/"+u.GetName(), "error", err)
+		}
+	}
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    add,
+		UpdateFunc: func(_, obj any) { add(obj) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				if err := s.engine.RemoveConstraint(ctx, kind, u.GetName()); err != nil {
+					s.logger.Warn("removing constraint", "constraint", kind+"/"+u.GetName(), "error", err)
+				}
+			}
+		},
+	}); err != nil {
+		cancel()
+		return err
+	}
+	factory.Start(watchCtx.Done())
+	syncCtx, syncCancel := context.WithTimeout(ctx, syncTimeout)
+	defer syncCancel()
+	if !cache.WaitForCacheSync(syncCtx.Done(), informer.HasSynced) {
+		cancel()
+		return fmt.Errorf("constraints of kind %s did not sync", kind)
+	}
+	s.mu.Lock()
+	s.watches[kind] = cancel
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Syncer) templateDeleted(ctx context.Context, obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return
+	}
+	kind, _, _ := unstructured.NestedString(u.Object, "spec", "crd", "spec", "names", "kind")
+	s.mu.Lock()
+	if stop := s.watches[kind]; stop != nil {
+		stop()
+		delete(s.watches, kind)
+	}
+	delete(s.generations, u.GetName())
+	s.mu.Unlock()
+	if err := s.engine.RemoveTemplate(ctx, kind); err != nil {
+		s.logger.Warn("removing template", "template", u.GetName(), "error", err)
+	}
+	// Gatekeeper removes a template's constraint CRD, and so its
+	// constraints, with the template.
+	if kind != "" {
+		err := s.crds.ApiextensionsV1().CustomResourceDefinitions().Delete(ctx, ConstraintGVR(kind).Resource+"."+ConstraintsGroup, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			s.logger.Warn("deleting constraint CRD", "template", u.GetName(), "error", err)
+		}
+	}
+}
+
+// writeTemplateStatus records the outcome the way Gatekeeper does, in
+// status.created and status.byPod[].errors.
+func (s *Syncer) writeTemplateStatus(ctx context.Context, u *unstructured.Unstructured, errs []error) {
+	statusErrors := []any{}
+	for _, err := range errs {
+		statusErrors = append(statusErrors, map[string]any{"code": "ingest_error", "message": err.Error()})
+	}
+	kind, _, _ := unstructured.NestedString(u.Object, "spec", "crd", "spec", "names", "kind")
+	status := map[string]any{
+		"created": kind != "" && s.engine.HasTemplate(kind),
+		"byPod": []any{map[string]any{
+			"id":                 "gatehouse",
+			"observedGeneration": u.GetGeneration(),
+			"operations":         []any{"audit", "webhook"},
+			"templateUID":        string(u.GetUID()),
+			"errors":             statusErrors,
+		}},
+	}
+	err := wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Steps: 5}, func(ctx context.Context) (bool, error) {
+		latest, err := s.dyn.Resource(TemplateGVR).Get(ctx, u.GetName(), metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		if latest.GetGeneration() != u.GetGeneration() {
+			return true, nil // a newer version will write its own status
+		}
+		latest.Object["status"] = status
+		_, err = s.dyn.Resource(TemplateGVR).UpdateStatus(ctx, latest, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil && ctx.Err() == nil {
+		s.logger.Warn("writing template status", "template", u.GetName(), "error", err)
+	}
+}
+
+// ensureCRD creates or updates crd and waits until it is established.
+func (s *Syncer) ensureCRD(ctx context.Context, crd *apiextensionsv1.CustomResourceDefinition) error {
+	client := s.crds.ApiextensionsV1().CustomResourceDefinitions()
+	existing, err := client.Get(ctx, crd.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = client.Create(ctx, crd, metav1.CreateOptions{FieldManager: "gatehouse"})
+	case err == nil:
+		crd.ResourceVersion = existing.ResourceVersion
+		_, err = client.Update(ctx, crd, metav1.UpdateOptions{FieldManager: "gatehouse"})
+	}
+	if err != nil {
+		return err
+	}
+	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, syncTimeout, true, func(ctx context.Context) (bool, error) {
+		got, err := client.Get(ctx, crd.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, c := range got.Status.Conditions {
+			if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}

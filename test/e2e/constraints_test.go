@@ -1,0 +1,118 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestGatekeeperConstraints loads Gatekeeper-format templates and
+// constraints through --policies and checks each enforcement action
+// through the real kubectl.
+func TestGatekeeperConstraints(t *testing.T) {
+	dir, err := filepath.Abs("testdata/gatekeeper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := startGatehouse(t, "--policies", dir)
+	if s := inst.stderr(); strings.Contains(s, "not applied") || strings.Contains(s, "not in force") {
+		t.Fatalf("policies did not all apply:\n%s", s)
+	}
+
+	t.Run("required labels deny with Gatekeeper's message", func(t *testing.T) {
+		_, stderr, err := inst.kubectl(t, "create", "namespace", "no-owner", "--dry-run=server")
+		want := `admission webhook "validation.gatekeeper.sh" denied the request: [ns-must-have-owner] you must provide labels: {"owner"}`
+		if err == nil || !strings.Contains(stderr, want) {
+			t.Fatalf("kubectl create namespace without owner: err %v, stderr:\n%s\nwant it to contain %s", err, stderr, want)
+		}
+		inst.mustKubectlIn(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: with-owner\n  labels:\n    owner: me\n", "create", "--dry-run=server", "-f", "-")
+	})
+
+	inst.mustKubectlIn(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: repos-a\n  labels:\n    owner: e2e\n", "apply", "-f", "-")
+
+	t.Run("allowed repos cover containers and initContainers", func(t *testing.T) {
+		for _, tc := range []struct{ name, manifest, want string }{
+			{"container", podWith("c", "app", "docker.io/nginx:1.27", ""), "container <app> has an invalid image repo <docker.io/nginx:1.27>"},
+			{"initContainer", podWith("i", "app", "registry.example/app:1", "docker.io/busybox:1"), "container <init> has an invalid image repo <docker.io/busybox:1>"},
+		} {
+			_, stderr, err := inst.kubectlIn(t, tc.manifest, "create", "--dry-run=server", "-f", "-")
+			if err == nil || !strings.Contains(stderr, "[repo-is-registry-example] "+tc.want) {
+				t.Errorf("%s: err %v, stderr:\n%s\nwant [repo-is-registry-example] %s", tc.name, err, stderr, tc.want)
+			}
+		}
+	})
+
+	t.Run("warn and dryrun constraints allow", func(t *testing.T) {
+		_, stderr, err := inst.kubectlIn(t, podWith("ok", "app", "registry.example/app:1", ""), "create", "--dry-run=server", "-f", "-")
+		if err != nil {
+			t.Fatalf("allowed pod refused: %v\n%s", err, stderr)
+		}
+		if !strings.Contains(stderr, `Warning: [pods-should-have-team] you must provide labels: {"team"}`) {
+			t.Errorf("no warning from the warn constraint; stderr:\n%s", stderr)
+		}
+		if strings.Contains(stderr, "pods-would-need-cost-center") {
+			t.Errorf("the dryrun constraint spoke to the client; stderr:\n%s", stderr)
+		}
+	})
+
+	t.Run("a template that does not compile reports line numbers and breaks nothing", func(t *testing.T) {
+		inst.mustKubectlIn(t, brokenTemplate, "apply", "-f", "-")
+		poll(t, 15*time.Second, func() error {
+			out, _, err := inst.kubectl(t, "get", "constrainttemplate", "k8sbroken", "-o", "jsonpath={.status.byPod[0].errors[0].message}")
+			if err != nil || !strings.Contains(out, "k8sbroken.rego:5") {
+				return fmt.Errorf("status error = %q (%v), want the Rego error at k8sbroken.rego:5", out, err)
+			}
+			return nil
+		})
+		// The other constraints still deny.
+		if _, stderr, err := inst.kubectl(t, "create", "namespace", "no-owner-2", "--dry-run=server"); err == nil || !strings.Contains(stderr, "[ns-must-have-owner]") {
+			t.Errorf("after a broken template, required labels no longer deny: %v\n%s", err, stderr)
+		}
+	})
+
+	t.Run("parameters are validated by the template's schema", func(t *testing.T) {
+		_, stderr, err := inst.kubectlIn(t, "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sRequiredLabels\nmetadata:\n  name: bad-params\nspec:\n  parameters:\n    labels: owner\n", "apply", "-f", "-")
+		if err == nil || !strings.Contains(stderr, "spec.parameters.labels") {
+			t.Errorf("constraint with labels: owner (not a list): err %v, stderr:\n%s", err, stderr)
+		}
+	})
+
+	t.Run("deleting a constraint stops it", func(t *testing.T) {
+		inst.mustKubectlIn(t, "", "delete", "k8srequiredlabels", "ns-must-have-owner")
+		poll(t, 15*time.Second, func() error {
+			if _, stderr, err := inst.kubectl(t, "create", "namespace", "no-owner-3", "--dry-run=server"); err != nil {
+				return fmt.Errorf("still denied: %s", stderr)
+			}
+			return nil
+		})
+	})
+}
+
+const brokenTemplate = `apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata:
+  name: k8sbroken
+spec:
+  crd:
+    spec:
+      names:
+        kind: K8sBroken
+  targets:
+    - target: admission.k8s.gatekeeper.sh
+      rego: |
+        package k8sbroken
+
+        violation[{"msg": msg}] {
+          msg := 
+        }
+`
+
+func podWith(name, container, image, initImage string) string {
+	m := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: " + name + "\n  namespace: repos-a\nspec:\n  containers:\n  - name: " + container + "\n    image: " + image + "\n"
+	if initImage != "" {
+		m += "  initContainers:\n  - name: init\n    image: " + initImage + "\n"
+	}
+	return m
+}
