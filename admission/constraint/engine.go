@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -143,6 +144,21 @@ func (e *Engine) AddTemplate(ctx context.Context, src TemplateSource) error {
 	defer e.mu.Unlock()
 	e.templates[src.Kind] = &compiledTemplate{source: src, query: query}
 	return nil
+}
+
+// Check compiles src without installing it.
+func (e *Engine) Check(src TemplateSource) error {
+	if _, err := e.compile(src); err != nil {
+		return &CompileError{Template: src.Name, Err: err}
+	}
+	return nil
+}
+
+// ConstraintNames lists the names of kind's constraints, sorted.
+func (e *Engine) ConstraintNames(kind string) []string {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return slices.Sorted(maps.Keys(e.constraints[kind]))
 }
 
 // RemoveTemplate forgets the template for kind and its constraints.

@@ -9,6 +9,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/warning"
 )
@@ -58,8 +59,9 @@ func NewPlugin(engine *Engine, namespaces NamespaceLookup, logger *slog.Logger) 
 		logger = slog.Default()
 	}
 	return &Plugin{
-		// Gatekeeper's webhook configuration selects CREATE and UPDATE.
-		Handler:    admission.NewHandler(admission.Create, admission.Update),
+		// Gatekeeper's webhook configuration selects CREATE and UPDATE;
+		// DELETE is handled for ConstraintTemplates only, to warn.
+		Handler:    admission.NewHandler(admission.Create, admission.Update, admission.Delete),
 		engine:     engine,
 		namespaces: namespaces,
 		logger:     logger,
@@ -70,6 +72,12 @@ func NewPlugin(engine *Engine, namespaces NamespaceLookup, logger *slog.Logger) 
 // adds a warning for each warn violation and logs dryrun ones.
 func (p *Plugin) Validate(ctx context.Context, attrs admission.Attributes, o admission.ObjectInterfaces) error {
 	if attrs.GetSubresource() != "" {
+		return nil
+	}
+	if attrs.GetResource().GroupResource() == templateResource {
+		p.warnAboutTemplate(ctx, attrs)
+	}
+	if attrs.GetOperation() == admission.Delete {
 		return nil
 	}
 	review, err := Review(attrs, o)
@@ -110,6 +118,40 @@ func (p *Plugin) Validate(ctx context.Context, attrs admission.Attributes, o adm
 		Reason:  metav1.StatusReasonForbidden,
 		Message: fmt.Sprintf("admission webhook %q denied the request: %s", EnforcementPoint, strings.Join(denials, "\n")),
 	}}
+}
+
+var templateResource = TemplateGVR.GroupResource()
+
+// warnAboutTemplate tells the user who writes a ConstraintTemplate what
+// Gatekeeper would only show in the template's status: that its Rego does
+// not compile (with line numbers), or that deleting it deletes its
+// constraints.
+func (p *Plugin) warnAboutTemplate(ctx context.Context, attrs admission.Attributes) {
+	if attrs.GetOperation() == admission.Delete {
+		kind := ""
+		if u, ok := attrs.GetOldObject().(*unstructured.Unstructured); ok {
+			kind, _, _ = unstructured.NestedString(u.Object, "spec", "crd", "spec", "names", "kind")
+		}
+		if names := p.engine.ConstraintNames(kind); len(names) > 0 {
+			warning.AddWarning(ctx, "", fmt.Sprintf("deleting ConstraintTemplate %s also deletes its %d %s constraint(s): %s",
+				attrs.GetName(), len(names), kind, strings.Join(names, ", ")))
+		}
+		return
+	}
+	u, ok := attrs.GetObject().(*unstructured.Unstructured)
+	if !ok {
+		return
+	}
+	t, err := ParseTemplate(u)
+	if err == nil && t.Rego != "" {
+		err = p.engine.Check(t.Source())
+	}
+	if err != nil {
+		// A warning header cannot hold control characters (the API server
+		// drops such warnings), and OPA's messages span lines.
+		msg := strings.Join(strings.Fields(err.Error()), " ")
+		warning.AddWarning(ctx, "", fmt.Sprintf("ConstraintTemplate %s is not in force (any previous version stays): %s", attrs.GetName(), msg))
+	}
 }
 
 // target gathers what spec.match looks at.

@@ -58,7 +58,13 @@ func TestGatekeeperConstraints(t *testing.T) {
 	})
 
 	t.Run("a template that does not compile reports line numbers and breaks nothing", func(t *testing.T) {
-		inst.mustKubectlIn(t, brokenTemplate, "apply", "-f", "-")
+		_, stderr, err := inst.kubectlIn(t, brokenTemplate, "apply", "-f", "-")
+		if err != nil {
+			t.Fatalf("applying a template that does not compile: %v\n%s", err, stderr)
+		}
+		if !strings.Contains(stderr, "Warning: ConstraintTemplate k8sbroken is not in force") || !strings.Contains(stderr, "k8sbroken.rego:5") {
+			t.Errorf("kubectl apply showed no warning with the Rego error's line; stderr:\n%s", stderr)
+		}
 		poll(t, 15*time.Second, func() error {
 			out, _, err := inst.kubectl(t, "get", "constrainttemplate", "k8sbroken", "-o", "jsonpath={.status.byPod[0].errors[0].message}")
 			if err != nil || !strings.Contains(out, "k8sbroken.rego:5") {
@@ -77,6 +83,19 @@ func TestGatekeeperConstraints(t *testing.T) {
 		if err == nil || !strings.Contains(stderr, "spec.parameters.labels") {
 			t.Errorf("constraint with labels: owner (not a list): err %v, stderr:\n%s", err, stderr)
 		}
+	})
+
+	t.Run("deleting a template with constraints warns and deletes them", func(t *testing.T) {
+		_, stderr, err := inst.kubectl(t, "delete", "constrainttemplate", "k8sallowedrepos")
+		if err != nil || !strings.Contains(stderr, "deleting ConstraintTemplate k8sallowedrepos also deletes its 1 K8sAllowedRepos constraint(s): repo-is-registry-example") {
+			t.Fatalf("kubectl delete constrainttemplate: %v, stderr:\n%s", err, stderr)
+		}
+		poll(t, 15*time.Second, func() error {
+			if _, stderr, err := inst.kubectlIn(t, podWith("gone", "app", "docker.io/nginx:1.27", ""), "create", "--dry-run=server", "-f", "-"); err != nil {
+				return fmt.Errorf("allowed-repos still enforced after its template was deleted: %s", stderr)
+			}
+			return nil
+		})
 	})
 
 	t.Run("deleting a constraint stops it", func(t *testing.T) {
