@@ -32,7 +32,7 @@ func (e *Engine) compile(src TemplateSource) (*ast.Compiler, error) {
 	}
 	entry.Package.Path = templateRef.Copy()
 
-	modules := map[string]*ast.Module{"hooks.rego": ast.MustParseModuleWithOpts(hookModule, ast.ParserOptions{RegoVersion: ast.RegoV1}), src.Name + ".rego": entry}
+	modules := map[string]*ast.Module{src.Name + ".rego": entry}
 	checked := []*ast.Module{entry}
 	for i, lib := range src.Libs {
 		name := fmt.Sprintf("%s.lib%d.rego", src.Name, i)

@@ -35,9 +35,10 @@ type Engine struct {
 	timeout      time.Duration
 	capabilities *ast.Capabilities
 
-	// store holds data.constraints[kind][name] (each constraint's
-	// parameters) and data.inventory; prepared queries read it at
-	// evaluation time, so constraint changes need no recompilation.
+	// store holds data.inventory, which prepared queries read at
+	// evaluation time. Constraint parameters are not stored: each
+	// evaluation gets them as input.parameters, converted to Rego once per
+	// constraint change.
 	store storage.Store
 
 	mu          sync.RWMutex
@@ -62,6 +63,9 @@ type Constraint struct {
 	// apply at admission (enforcement point validation.gatekeeper.sh or *).
 	ScopedActions []string
 	Parameters    map[string]any
+
+	// params is Parameters as a Rego term, converted once.
+	params *ast.Term
 }
 
 // Violation is one violation a constraint reported.
@@ -88,29 +92,11 @@ func NewEngine(timeout time.Duration) *Engine {
 	return &Engine{
 		timeout:      timeout,
 		capabilities: caps,
-		store:        inmem.NewFromObject(map[string]any{"constraints": map[string]any{}, "inventory": map[string]any{}}),
+		store:        inmem.NewFromObject(map[string]any{"inventory": map[string]any{}}),
 		templates:    map[string]*compiledTemplate{},
 		constraints:  map[string]map[string]*Constraint{},
 	}
 }
-
-// hookModule evaluates a template for every constraint named in
-// input.constraints, with Gatekeeper's input for each: the review and that
-// constraint's parameters. The template is compiled at data.template.
-const hookModule = `package hooks
-
-import rego.v1
-
-violation contains result if {
-	some key in input.constraints
-	verdict := data.template.violation with input as {
-		"review": input.review,
-		"parameters": data.constraints[key.kind][key.name],
-	}
-	some v in verdict
-	result := {"key": key, "msg": v.msg, "details": object.get(v, "details", {})}
-}
-`
 
 // CompileError is a template whose Rego does not compile; Error names the
 // template and carries OPA's messages with their line numbers.
@@ -135,7 +121,7 @@ func (e *Engine) AddTemplate(ctx context.Context, src TemplateSource) error {
 	query, err := rego.New(
 		rego.Compiler(compiler),
 		rego.Store(e.store),
-		rego.Query("data.hooks.violation[result]"),
+		rego.Query("data.template.violation"),
 	).PrepareForEval(ctx)
 	if err != nil {
 		return &CompileError{Template: src.Name, Err: err}
@@ -167,7 +153,7 @@ func (e *Engine) RemoveTemplate(ctx context.Context, kind string) error {
 	defer e.mu.Unlock()
 	delete(e.templates, kind)
 	delete(e.constraints, kind)
-	return e.write(ctx, storage.RemoveOp, storage.Path{"constraints", kind}, nil)
+	return nil
 }
 
 // HasTemplate reports whether a template for kind is compiled.
@@ -188,14 +174,13 @@ func (e *Engine) AddConstraint(ctx context.Context, c *Constraint) error {
 	if params == nil {
 		params = map[string]any{} // so templates need not default it
 	}
-	if e.constraints[c.Kind] == nil {
-		if err := e.write(ctx, storage.AddOp, storage.Path{"constraints", c.Kind}, map[string]any{}); err != nil {
-			return err
-		}
-		e.constraints[c.Kind] = map[string]*Constraint{}
+	value, err := ast.InterfaceToValue(params)
+	if err != nil {
+		return fmt.Errorf("constraint %s %s: spec.parameters: %w", c.Kind, c.Name, err)
 	}
-	if err := e.write(ctx, storage.AddOp, storage.Path{"constraints", c.Kind, c.Name}, params); err != nil {
-		return err
+	c.params = ast.NewTerm(value)
+	if e.constraints[c.Kind] == nil {
+		e.constraints[c.Kind] = map[string]*Constraint{}
 	}
 	e.constraints[c.Kind][c.Name] = c
 	return nil
@@ -205,11 +190,8 @@ func (e *Engine) AddConstraint(ctx context.Context, c *Constraint) error {
 func (e *Engine) RemoveConstraint(ctx context.Context, kind, name string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.constraints[kind][name] == nil {
-		return nil
-	}
 	delete(e.constraints[kind], name)
-	return e.write(ctx, storage.RemoveOp, storage.Path{"constraints", kind, name}, nil)
+	return nil
 }
 
 func (e *Engine) write(ctx context.Context, op storage.PatchOp, path storage.Path, value any) error {
@@ -267,33 +249,39 @@ func (e *Engine) Review(ctx context.Context, review map[string]any, target *Targ
 	}
 	reviewTerm := ast.NewTerm(reviewValue)
 
+	// One read transaction for the whole request instead of one per
+	// evaluation.
+	txn, err := e.store.NewTransaction(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer e.store.Abort(ctx, txn)
+
 	var out []Violation
 	for _, j := range jobs {
-		input := ast.NewObject(
-			ast.Item(ast.StringTerm("review"), reviewTerm),
-			ast.Item(ast.StringTerm("constraints"), ast.ArrayTerm(j.keys...)),
-		)
 		evalCtx, cancel := context.WithTimeout(ctx, e.timeout)
-		rs, err := j.tmpl.query.Eval(evalCtx, rego.EvalParsedInput(input))
-		cancel()
-		if err != nil {
-			msg := err.Error()
-			if errors.Is(evalCtx.Err(), context.DeadlineExceeded) {
-				msg = fmt.Sprintf("template %s did not finish within %s", j.tmpl.source.Name, e.timeout)
-			}
-			for _, k := range j.keys {
-				name := string(k.Value.(ast.Object).Get(ast.StringTerm("name")).Value.(ast.String))
-				out = append(out, Violation{Constraint: j.constraints[name], Msg: msg})
-			}
-			continue
-		}
-		for _, r := range rs {
-			v, err := toViolation(r.Bindings["result"], j.constraints)
+		for _, c := range j.constraints {
+			input := ast.NewObject(
+				ast.Item(ast.StringTerm("review"), reviewTerm),
+				ast.Item(ast.StringTerm("parameters"), c.params),
+			)
+			rs, err := j.tmpl.query.Eval(evalCtx, rego.EvalParsedInput(input), rego.EvalTransaction(txn))
 			if err != nil {
+				msg := err.Error()
+				if errors.Is(evalCtx.Err(), context.DeadlineExceeded) {
+					msg = fmt.Sprintf("template %s did not finish within %s", j.tmpl.source.Name, e.timeout)
+				}
+				out = append(out, Violation{Constraint: c, Msg: msg})
+				continue
+			}
+			vs, err := toViolations(rs, c)
+			if err != nil {
+				cancel()
 				return nil, fmt.Errorf("template %s: %w", j.tmpl.source.Name, err)
 			}
-			out = append(out, v)
+			out = append(out, vs...)
 		}
+		cancel()
 	}
 	slices.SortStableFunc(out, func(a, b Violation) int {
 		return strings.Compare(a.Constraint.Kind+"/"+a.Constraint.Name+"\x00"+a.Msg, b.Constraint.Kind+"/"+b.Constraint.Name+"\x00"+b.Msg)
@@ -301,22 +289,40 @@ func (e *Engine) Review(ctx context.Context, review map[string]any, target *Targ
 	return out, nil
 }
 
-func toViolation(binding any, constraints map[string]*Constraint) (Violation, error) {
-	m, ok := binding.(map[string]any)
-	if !ok {
-		return Violation{}, fmt.Errorf("unexpected result %v", binding)
+// toViolations reads the violation set data.template.violation evaluated
+// to for one constraint.
+func toViolations(rs rego.ResultSet, c *Constraint) ([]Violation, error) {
+	var out []Violation
+	for _, r := range rs {
+		for _, expr := range r.Expressions {
+			set, ok := expr.Value.([]any)
+			if !ok {
+				return nil, fmt.Errorf("violation is %T, want a set", expr.Value)
+			}
+			for _, item := range set {
+				m, ok := item.(map[string]any)
+				if !ok {
+					return nil, fmt.Errorf("violation %v is not an object", item)
+				}
+				raw, ok := m["msg"]
+				if !ok {
+					// Gatekeeper's hook reads r.msg: a violation without
+					// one yields no result there, so none here either.
+					continue
+				}
+				msg, ok := raw.(string)
+				if !ok {
+					// Gatekeeper requires msg to be a string; a template
+					// that builds something else is reported, not passed.
+					msg = fmt.Sprintf("%v", raw)
+				}
+				details, ok := m["details"]
+				if !ok {
+					details = map[string]any{}
+				}
+				out = append(out, Violation{Constraint: c, Msg: msg, Details: details})
+			}
+		}
 	}
-	key, _ := m["key"].(map[string]any)
-	name, _ := key["name"].(string)
-	c := constraints[name]
-	if c == nil {
-		return Violation{}, fmt.Errorf("result for unknown constraint %v", key)
-	}
-	msg, ok := m["msg"].(string)
-	if !ok {
-		// Gatekeeper requires msg to be a string; a template that builds
-		// something else is reported, not silently passed.
-		msg = fmt.Sprintf("%v", m["msg"])
-	}
-	return Violation{Constraint: c, Msg: msg, Details: m["details"]}, nil
+	return out, nil
 }
