@@ -25,33 +25,21 @@ func waitHealthy(ctx context.Context, name string, admin *rest.Config, endpoint 
 		return err
 	}
 	client := &http.Client{Transport: transport, Timeout: 2 * time.Second}
-	deadline := time.After(readyTimeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
 	var last string
-	for {
+	return pollReady(ctx, errs, func() (bool, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
 		resp, err := client.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, body)
-		} else {
+		if err != nil {
 			last = err.Error()
+			return false, nil
 		}
-		select {
-		case ce := <-errs:
-			return fmt.Errorf("%s: %w", ce.component, ce.err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-deadline:
-			return fmt.Errorf("%s not ready after %s (last answer: %s)", name, readyTimeout, last)
-		case <-tick.C:
-		}
-	}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		last = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, body)
+		return resp.StatusCode == http.StatusOK, nil
+	}, func() error {
+		return fmt.Errorf("%s not ready after %s (last answer: %s)", name, readyTimeout, last)
+	})
 }
 
 // waitDefaultServiceAccount waits until the ServiceAccount controller has
@@ -61,16 +49,29 @@ func waitDefaultServiceAccount(ctx context.Context, admin *rest.Config, errs <-c
 	if err != nil {
 		return err
 	}
+	return pollReady(ctx, errs, func() (bool, error) {
+		_, err := client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("reading the default ServiceAccount: %w", err)
+		}
+		return true, nil
+	}, func() error {
+		return fmt.Errorf("kube-controller-manager did not create the default ServiceAccount within %s", readyTimeout)
+	})
+}
+
+// pollReady calls check every 50 ms until it is done or fails, a component
+// fails, ctx ends, or readyTimeout passes (then timedOut says why).
+func pollReady(ctx context.Context, errs <-chan componentError, check func() (bool, error), timedOut func() error) error {
 	deadline := time.After(readyTimeout)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		_, err := client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
-		if err == nil {
-			return nil
-		}
-		if !apierrors.IsNotFound(err) {
-			return fmt.Errorf("reading the default ServiceAccount: %w", err)
+		if done, err := check(); done || err != nil {
+			return err
 		}
 		select {
 		case ce := <-errs:
@@ -78,7 +79,7 @@ func waitDefaultServiceAccount(ctx context.Context, admin *rest.Config, errs <-c
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline:
-			return fmt.Errorf("kube-controller-manager did not create the default ServiceAccount within %s", readyTimeout)
+			return timedOut()
 		case <-tick.C:
 		}
 	}
