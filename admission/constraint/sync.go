@@ -97,6 +97,9 @@ func (s *Syncer) Start(ctx context.Context) error {
 	if !cache.WaitForCacheSync(syncCtx.Done(), nsInformer.HasSynced, templates.HasSynced) {
 		return errors.New("ConstraintTemplates and Namespaces did not sync")
 	}
+	if err := s.startInventory(ctx); err != nil {
+		return fmt.Errorf("data.inventory: %w", err)
+	}
 	return nil
 }
 

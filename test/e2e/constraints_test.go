@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -85,6 +86,34 @@ func TestGatekeeperConstraints(t *testing.T) {
 		}
 	})
 
+	t.Run("referential policy reads data.inventory synced by a Config", func(t *testing.T) {
+		inventory, err := os.ReadFile("testdata/gatekeeper-inventory.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst.mustKubectlIn(t, string(inventory), "apply", "-f", "-")
+		poll(t, 20*time.Second, func() error {
+			_, stderr, err := inst.kubectlIn(t, "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sUniqueIngressHost\nmetadata:\n  name: unique-ingress-host\nspec:\n  match:\n    kinds:\n    - apiGroups: [networking.k8s.io]\n      kinds: [Ingress]\n", "apply", "-f", "-")
+			if err != nil {
+				return fmt.Errorf("constraint not accepted yet: %s", stderr)
+			}
+			return nil
+		})
+		inst.mustKubectlIn(t, ingress("repos-a", "first", "shop.example"), "apply", "-f", "-")
+		want := "[unique-ingress-host] ingress host conflicts with an existing ingress <shop.example>"
+		poll(t, 20*time.Second, func() error {
+			_, stderr, err := inst.kubectlIn(t, ingress("default", "second", "shop.example"), "create", "--dry-run=server", "-f", "-")
+			if err == nil || !strings.Contains(stderr, want) {
+				return fmt.Errorf("second ingress with the same host: err %v, stderr %s; want %s", err, stderr, want)
+			}
+			return nil
+		})
+		// The first ingress does not conflict with itself on update.
+		if _, stderr, err := inst.kubectlIn(t, ingress("repos-a", "first", "shop.example"), "apply", "--dry-run=server", "-f", "-"); err != nil {
+			t.Errorf("re-applying the first ingress: %v\n%s", err, stderr)
+		}
+	})
+
 	t.Run("deleting a template with constraints warns and deletes them", func(t *testing.T) {
 		_, stderr, err := inst.kubectl(t, "delete", "constrainttemplate", "k8sallowedrepos")
 		if err != nil || !strings.Contains(stderr, "deleting ConstraintTemplate k8sallowedrepos also deletes its 1 K8sAllowedRepos constraint(s): repo-is-registry-example") {
@@ -127,6 +156,11 @@ spec:
           msg := 
         }
 `
+
+func ingress(ns, name, host string) string {
+	return "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: " + name + "\n  namespace: " + ns +
+		"\nspec:\n  rules:\n  - host: " + host + "\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service:\n            name: web\n            port:\n              number: 80\n"
+}
 
 func podWith(name, container, image, initImage string) string {
 	m := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: " + name + "\n  namespace: repos-a\nspec:\n  containers:\n  - name: " + container + "\n    image: " + image + "\n"
