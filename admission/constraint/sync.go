@@ -83,18 +83,22 @@ func (s *Syncer) Start(ctx context.Context) error {
 
 	factory := dynamicinformer.NewDynamicSharedInformerFactory(s.dyn, 0)
 	templates := factory.ForResource(TemplateGVR).Informer()
-	if _, err := templates.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	// The registration's HasSynced, unlike the informer's, waits until the
+	// handler has processed the initial list: templates compiled and their
+	// constraints loaded, which is what "ready" promises.
+	templatesHandled, err := templates.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.templateChanged(ctx, obj) },
 		UpdateFunc: func(_, obj any) { s.templateChanged(ctx, obj) },
 		DeleteFunc: func(obj any) { s.templateDeleted(ctx, obj) },
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	factory.Start(ctx.Done())
 
 	syncCtx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	if !cache.WaitForCacheSync(syncCtx.Done(), nsInformer.HasSynced, templates.HasSynced) {
+	if !cache.WaitForCacheSync(syncCtx.Done(), nsInformer.HasSynced, templatesHandled.HasSynced) {
 		return errors.New("ConstraintTemplates and Namespaces did not sync")
 	}
 	if err := s.startInventory(ctx); err != nil {
@@ -197,7 +201,7 @@ func (s *Syncer) watchConstraints(ctx context.Context, kind string) error {
 			s.logger.Warn("constraint not in force", "constraint", kind+"/"+u.GetName(), "error", err)
 		}
 	}
-	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	handled, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    add,
 		UpdateFunc: func(_, obj any) { add(obj) },
 		DeleteFunc: func(obj any) {
@@ -210,14 +214,15 @@ func (s *Syncer) watchConstraints(ctx context.Context, kind string) error {
 				}
 			}
 		},
-	}); err != nil {
+	})
+	if err != nil {
 		cancel()
 		return err
 	}
 	factory.Start(watchCtx.Done())
 	syncCtx, syncCancel := context.WithTimeout(ctx, syncTimeout)
 	defer syncCancel()
-	if !cache.WaitForCacheSync(syncCtx.Done(), informer.HasSynced) {
+	if !cache.WaitForCacheSync(syncCtx.Done(), handled.HasSynced) {
 		cancel()
 		return fmt.Errorf("constraints of kind %s did not sync", kind)
 	}

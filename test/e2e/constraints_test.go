@@ -114,6 +114,19 @@ func TestGatekeeperConstraints(t *testing.T) {
 		}
 	})
 
+	t.Run("after a restart constraints are in force when ready is printed", func(t *testing.T) {
+		inst.stop(t)
+		inst.restart(t)
+		// No polling: ready promises templates compiled and constraints
+		// and the inventory loaded.
+		if _, stderr, err := inst.kubectl(t, "create", "namespace", "no-owner-r", "--dry-run=server"); err == nil || !strings.Contains(stderr, "[ns-must-have-owner]") {
+			t.Errorf("right after restart, namespace without owner: err %v, stderr:\n%s", err, stderr)
+		}
+		if _, stderr, err := inst.kubectlIn(t, ingress("default", "third", "shop.example"), "create", "--dry-run=server", "-f", "-"); err == nil || !strings.Contains(stderr, "[unique-ingress-host]") {
+			t.Errorf("right after restart, duplicate ingress host: err %v, stderr:\n%s", err, stderr)
+		}
+	})
+
 	t.Run("deleting a template with constraints warns and deletes them", func(t *testing.T) {
 		_, stderr, err := inst.kubectl(t, "delete", "constrainttemplate", "k8sallowedrepos")
 		if err != nil || !strings.Contains(stderr, "deleting ConstraintTemplate k8sallowedrepos also deletes its 1 K8sAllowedRepos constraint(s): repo-is-registry-example") {
