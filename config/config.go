@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/json"
@@ -42,6 +44,8 @@ const (
 	defaultEtcdPeerPort          = 2380
 	defaultServiceCIDR           = "10.96.0.0/12"
 	defaultClusterCIDR           = "10.244.0.0/16"
+	// defaultAuditInterval is Gatekeeper's --audit-interval default.
+	defaultAuditInterval = 60 * time.Second
 )
 
 // Config is the content of gatehouse.yaml. Zero values mean "use the
@@ -55,6 +59,11 @@ type Config struct {
 	APIPort     int    `json:"apiPort,omitempty"`
 	Policies    string `json:"policies,omitempty"`
 	Etcd        Etcd   `json:"etcd,omitempty"`
+
+	// AuditInterval is how often Gatekeeper constraints are audited
+	// against the cluster's objects (Gatekeeper's --audit-interval); 0
+	// disables the audit. A pointer so that an explicit 0 survives.
+	AuditInterval *metav1.Duration `json:"auditInterval,omitempty"`
 
 	ControllerManagerPort int `json:"controllerManagerPort,omitempty"`
 	SchedulerPort         int `json:"schedulerPort,omitempty"`
@@ -91,6 +100,14 @@ func (c *Config) NodeEnabled() bool {
 	return c.Node == nil || *c.Node
 }
 
+// AuditEvery is the audit interval, 0 when the audit is disabled.
+func (c *Config) AuditEvery() time.Duration {
+	if c.AuditInterval == nil {
+		return defaultAuditInterval
+	}
+	return c.AuditInterval.Duration
+}
+
 // Embedded reports whether Gatehouse runs its own etcd.
 func (e *Etcd) Embedded() bool {
 	return len(e.Servers) == 0
@@ -123,6 +140,9 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.ClusterCIDR, defaultClusterCIDR)
 	if c.Node == nil {
 		c.Node = new(true)
+	}
+	if c.AuditInterval == nil {
+		c.AuditInterval = &metav1.Duration{Duration: defaultAuditInterval}
 	}
 }
 
@@ -163,6 +183,9 @@ func (c *Config) clone() *Config {
 	out.KubeSchedulerArgs = slices.Clone(c.KubeSchedulerArgs)
 	if c.Node != nil {
 		out.Node = new(*c.Node)
+	}
+	if c.AuditInterval != nil {
+		out.AuditInterval = &metav1.Duration{Duration: c.AuditInterval.Duration}
 	}
 	return &out
 }
@@ -244,6 +267,9 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, validation.IsValidIP(field.NewPath("bindAddress"), c.BindAddress)...)
 	errs = append(errs, c.validatePorts()...)
+	if c.AuditEvery() < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("auditInterval"), c.AuditEvery().String(), "must be 0 (no audit) or positive"))
+	}
 	if !slices.Contains(runtimes, c.Runtime) {
 		errs = append(errs, field.NotSupported(field.NewPath("runtime"), c.Runtime, runtimes))
 	}

@@ -3,14 +3,17 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
@@ -44,6 +47,7 @@ func TestDefault(t *testing.T) {
 		BindAddress:           "127.0.0.1",
 		APIPort:               6443,
 		Etcd:                  Etcd{ClientPort: 2379, PeerPort: 2380},
+		AuditInterval:         &metav1.Duration{Duration: 60 * time.Second},
 		ControllerManagerPort: 10257,
 		SchedulerPort:         10259,
 		KubeletPort:           10250,
@@ -102,6 +106,16 @@ func TestParse(t *testing.T) {
 				c.Etcd.PeerPort = 3380
 				c.Node = new(false)
 			},
+		},
+		{
+			name:  "audit interval",
+			input: header + "auditInterval: 5m\n",
+			want:  func(c *Config) { c.AuditInterval = &metav1.Duration{Duration: 5 * time.Minute} },
+		},
+		{
+			name:  "audit interval 0 disables, and survives defaulting",
+			input: header + "auditInterval: 0s\n",
+			want:  func(c *Config) { c.AuditInterval = &metav1.Duration{} },
 		},
 		{
 			name:  "JSON is accepted",
@@ -227,6 +241,8 @@ func fullConfig(home string) *Config {
 		},
 		KubeControllerManagerArgs: []string{"--node-monitor-grace-period=20s"},
 		KubeSchedulerArgs:         []string{"--profiling"},
+		// Not in the file: the default.
+		AuditInterval: &metav1.Duration{Duration: 60 * time.Second},
 	}
 }
 
@@ -340,6 +356,16 @@ func TestValidate(t *testing.T) {
 				c.Etcd.Servers = []string{"https://etcd:2379"}
 				c.Etcd.ClientPort = c.APIPort
 			},
+		},
+		{
+			name:   "audit disabled",
+			mutate: func(c *Config) { c.AuditInterval = &metav1.Duration{} },
+		},
+		{
+			name:       "negative audit interval",
+			mutate:     func(c *Config) { c.AuditInterval = &metav1.Duration{Duration: -time.Second} },
+			wantFields: []string{"auditInterval"},
+			wantDetail: "must be 0 (no audit) or positive",
 		},
 		{
 			name:       "bindAddress not an IP",
@@ -627,6 +653,7 @@ var flagFields = map[string]string{
 	"data-dir":                    "dataDir",
 	"bind-address":                "bindAddress",
 	"api-port":                    "apiPort",
+	"audit-interval":              "auditInterval",
 	"policies":                    "policies",
 	"etcd-servers":                "etcd.servers",
 	"etcd-cafile":                 "etcd.caFile",
@@ -658,6 +685,7 @@ func TestEveryFlagOverridesItsField(t *testing.T) {
 		"bool":        "false",
 		"stringSlice": "https://x:2379",
 		"stringArray": "--v=9",
+		"duration":    "90s",
 	}
 	fs := pflag.NewFlagSet("probe", pflag.ContinueOnError)
 	AddFlags(fs, &Config{})
@@ -745,7 +773,7 @@ func TestAddFlags(t *testing.T) {
 		}
 	})
 	want := []string{
-		"api-port", "bind-address", "cluster-cidr", "container-runtime-endpoint",
+		"api-port", "audit-interval", "bind-address", "cluster-cidr", "container-runtime-endpoint",
 		"controller-manager-port", "data-dir", "etcd-cafile", "etcd-certfile",
 		"etcd-client-port", "etcd-keyfile", "etcd-peer-port", "etcd-servers",
 		"kube-apiserver-arg", "kube-controller-manager-arg", "kube-scheduler-arg",
@@ -766,6 +794,7 @@ func TestAddFlags(t *testing.T) {
 		`--runtime string`, `(default "auto")`,
 		`--data-dir string`, `(default "` + DefaultDataDir() + `")`,
 		"--kube-apiserver-arg stringArray",
+		"--audit-interval duration", "(default 1m0s)",
 	} {
 		if !strings.Contains(usage, s) {
 			t.Errorf("usage lacks %q:\n%s", s, usage)
@@ -796,6 +825,74 @@ func TestAddDataDirFlag(t *testing.T) {
 			}
 			if got := fs.Lookup("data-dir").Usage; got != dataDirUsage {
 				t.Errorf("usage = %q, want the AddFlags usage", got)
+			}
+		})
+	}
+}
+
+func TestAuditEvery(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		interval *metav1.Duration
+		want     time.Duration
+	}{
+		{"unset is Gatekeeper's default", nil, 60 * time.Second},
+		{"set", &metav1.Duration{Duration: 5 * time.Minute}, 5 * time.Minute},
+		{"0 disables", &metav1.Duration{}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := (&Config{AuditInterval: tc.interval}).AuditEvery(); got != tc.want {
+				t.Errorf("AuditEvery() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAuditIntervalFlag(t *testing.T) {
+	setHome(t)
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		file    string
+		want    time.Duration
+		wantErr bool
+	}{
+		{name: "default", want: 60 * time.Second},
+		{name: "bare number is seconds, as in Gatekeeper", args: []string{"--audit-interval=90"}, want: 90 * time.Second},
+		{name: "duration", args: []string{"--audit-interval=5m"}, want: 5 * time.Minute},
+		{name: "0 disables", args: []string{"--audit-interval=0"}, want: 0},
+		{name: "file value", file: header + "auditInterval: 10s\n", want: 10 * time.Second},
+		{name: "flag over file", args: []string{"--audit-interval=0"}, file: header + "auditInterval: 10s\n", want: 0},
+		{name: "not a duration", args: []string{"--audit-interval=soon"}, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			flagValues := &Config{}
+			AddFlags(fs, flagValues)
+			err := fs.Parse(tc.args)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatal("Parse succeeded, want an error")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := ""
+			if tc.file != "" {
+				path = filepath.Join(t.TempDir(), "gatehouse.yaml")
+				if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg, err := Resolve(fs, flagValues, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.AuditEvery(); got != tc.want {
+				t.Errorf("AuditEvery() = %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -1,7 +1,11 @@
 package config
 
 import (
+	"strconv"
+	"time"
+
 	"github.com/spf13/pflag"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 const dataDirUsage = "Directory for Gatehouse state: certificates, kubeconfigs and embedded etcd data."
@@ -23,6 +27,18 @@ var flagSpecs = []flagSpec{
 		"Port of the Kubernetes API server."),
 	bind("policies", pathVar, func(c *Config) *string { return &c.Policies },
 		"Directory of policies to load. If empty, no policies are loaded."),
+
+	{
+		// AuditInterval is a pointer in Config (unset is the default, 0
+		// disables), so it cannot go through bind.
+		name: "audit-interval",
+		register: func(fs *pflag.FlagSet, c *Config) {
+			c.AuditInterval = &metav1.Duration{Duration: c.AuditEvery()}
+			fs.Var(intervalValue{&c.AuditInterval.Duration}, "audit-interval",
+				"How often Gatekeeper constraints are audited against existing objects, e.g. 30s or 5m; a bare number is seconds, as in Gatekeeper. 0 disables the audit.")
+		},
+		copy: func(dst, src *Config) { dst.AuditInterval = &metav1.Duration{Duration: src.AuditEvery()} },
+	},
 
 	bind("etcd-servers", (*pflag.FlagSet).StringSliceVar, func(c *Config) *[]string { return &c.Etcd.Servers },
 		"Comma-separated URLs of an external etcd cluster, e.g. https://10.0.0.1:2379. If empty, an embedded etcd is started."),
@@ -148,3 +164,29 @@ func (v pathValue) Set(s string) error {
 
 // Type is "string" so that help output reads like any other string flag.
 func (v pathValue) Type() string { return "string" }
+
+// intervalValue is a duration flag value that also takes a bare number of
+// seconds, the form of Gatekeeper's --audit-interval.
+type intervalValue struct{ p *time.Duration }
+
+func (v intervalValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return v.p.String()
+}
+
+func (v intervalValue) Set(s string) error {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		*v.p = time.Duration(n) * time.Second
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*v.p = d
+	return nil
+}
+
+func (v intervalValue) Type() string { return "duration" }

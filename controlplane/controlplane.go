@@ -154,6 +154,18 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Contr
 	if err := syncer.Start(ctrlCtx); err != nil {
 		return nil, fmt.Errorf("gatekeeper constraints: %w", err)
 	}
+	// Gatekeeper's audit: existing objects against the constraints, into
+	// each constraint's status, every --audit-interval.
+	if every := cfg.AuditEvery(); every > 0 {
+		auditor, err := constraint.NewAuditor(admin, engine, syncer.Namespace, logger)
+		if err != nil {
+			return nil, fmt.Errorf("gatekeeper audit: %w", err)
+		}
+		cp.goRun(&cp.controllers, ctrlCtx, "gatekeeper-audit", func() error {
+			auditor.Run(ctrlCtx, every)
+			return nil
+		})
+	}
 
 	runCM, err := runControllerManager(ctrlCtx, controllerManagerFlags(cfg, bundle, cmKubeconfig), cfg.KubeControllerManagerArgs)
 	if err != nil {

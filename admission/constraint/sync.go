@@ -34,6 +34,12 @@ type Syncer struct {
 	kube   kubernetes.Interface
 	logger *slog.Logger
 
+	// ReadOnly makes the syncer only read the cluster: no CRDs created,
+	// updated or deleted, no template status written. For tools such as
+	// `gatehouse audit` that load the cluster's policies into their own
+	// engine without taking ownership of them.
+	ReadOnly bool
+
 	namespaces cache.Indexer
 
 	mu sync.Mutex
@@ -142,7 +148,9 @@ func (s *Syncer) templateChanged(ctx context.Context, obj any) {
 	for _, err := range errs {
 		s.logger.Warn("constraint template not in force", "template", u.GetName(), "error", err)
 	}
-	s.writeTemplateStatus(ctx, u, errs)
+	if !s.ReadOnly {
+		s.writeTemplateStatus(ctx, u, errs)
+	}
 }
 
 // syncTemplate compiles the template, installs its constraint CRD and
@@ -253,7 +261,7 @@ func (s *Syncer) templateDeleted(ctx context.Context, obj any) {
 	}
 	// Gatekeeper removes a template's constraint CRD, and so its
 	// constraints, with the template.
-	if kind != "" {
+	if kind != "" && !s.ReadOnly {
 		err := s.crds.ApiextensionsV1().CustomResourceDefinitions().Delete(ctx, ConstraintGVR(kind).Resource+"."+ConstraintsGroup, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			s.logger.Warn("deleting constraint CRD", "template", u.GetName(), "error", err)
@@ -304,6 +312,10 @@ func (s *Syncer) ensureCRD(ctx context.Context, crd *apiextensionsv1.CustomResou
 	client := s.crds.ApiextensionsV1().CustomResourceDefinitions()
 	existing, err := client.Get(ctx, crd.Name, metav1.GetOptions{})
 	switch {
+	case s.ReadOnly && apierrors.IsNotFound(err):
+		return fmt.Errorf("CRD %s is not installed", crd.Name)
+	case s.ReadOnly:
+		// only wait for it below
 	case apierrors.IsNotFound(err):
 		_, err = client.Create(ctx, crd, metav1.CreateOptions{FieldManager: "gatehouse"})
 	case err == nil:

@@ -17,7 +17,7 @@ func TestGatekeeperConstraints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst := startGatehouse(t, "--policies", dir)
+	inst := startGatehouse(t, "--policies", dir, "--audit-interval", "2s")
 	if s := inst.stderr(); strings.Contains(s, "not applied") || strings.Contains(s, "not in force") {
 		t.Fatalf("policies did not all apply:\n%s", s)
 	}
@@ -111,6 +111,21 @@ func TestGatekeeperConstraints(t *testing.T) {
 		// The first ingress does not conflict with itself on update.
 		if _, stderr, err := inst.kubectlIn(t, ingress("repos-a", "first", "shop.example"), "apply", "--dry-run=server", "-f", "-"); err != nil {
 			t.Errorf("re-applying the first ingress: %v\n%s", err, stderr)
+		}
+	})
+
+	t.Run("audit records existing violations in status and gatehouse audit prints them", func(t *testing.T) {
+		// The default namespace has no owner label: an existing violation.
+		poll(t, 20*time.Second, func() error {
+			out, _, err := inst.kubectl(t, "get", "k8srequiredlabels", "ns-must-have-owner", "-o", "jsonpath={.status.totalViolations} {.status.violations[*].name}")
+			if err != nil || !strings.Contains(out, "default") || strings.HasPrefix(out, "0") {
+				return fmt.Errorf("status = %q (%v), want violations naming default", out, err)
+			}
+			return nil
+		})
+		stdout, stderr, code := runGatehouse(t, 60*time.Second, "audit", "--data-dir", inst.dataDir)
+		if code != 1 || !strings.Contains(stdout, "ns-must-have-owner") || !strings.Contains(stdout, `you must provide labels: {"owner"}`) {
+			t.Errorf("gatehouse audit exited %d, want 1 with the deny violation; stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 		}
 	})
 
