@@ -70,14 +70,7 @@ func TemplateCRD() *apiextensionsv1.CustomResourceDefinition {
 			"targets": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &target}},
 		},
 	}
-	schemaProps := apiextensionsv1.JSONSchemaProps{
-		Type: "object",
-		Properties: map[string]apiextensionsv1.JSONSchemaProps{
-			"apiVersion": str, "kind": str, "metadata": {Type: "object"},
-			"spec":   spec,
-			"status": *preserveUnknown(),
-		},
-	}
+	schemaProps := objectSchema(spec, true)
 	// legacySchema defaults to false in v1 and true in the beta and alpha
 	// versions, as in Gatekeeper's CRD: the API server applies the default
 	// of the version a template is written in.
@@ -132,19 +125,12 @@ func ConstraintCRD(t *Template) (*apiextensionsv1.CustomResourceDefinition, erro
 		}
 	}
 	str := apiextensionsv1.JSONSchemaProps{Type: "string"}
-	schemaProps := apiextensionsv1.JSONSchemaProps{
-		Type: "object",
-		Properties: map[string]apiextensionsv1.JSONSchemaProps{
-			"apiVersion": str, "kind": str, "metadata": {Type: "object"},
-			"spec": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
-				"match":                    *preserveUnknown(),
-				"enforcementAction":        str,
-				"scopedEnforcementActions": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: preserveUnknown()}},
-				"parameters":               *params,
-			}},
-			"status": *preserveUnknown(),
-		},
-	}
+	schemaProps := objectSchema(apiextensionsv1.JSONSchemaProps{Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
+		"match":                    *preserveUnknown(),
+		"enforcementAction":        str,
+		"scopedEnforcementActions": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: preserveUnknown()}},
+		"parameters":               *params,
+	}}, true)
 	plural := strings.ToLower(t.Kind)
 	columns := []apiextensionsv1.CustomResourceColumnDefinition{
 		{Name: "enforcement-action", Type: "string", JSONPath: ".spec.enforcementAction"},
@@ -173,3 +159,34 @@ func ConstraintCRD(t *Template) (*apiextensionsv1.CustomResourceDefinition, erro
 }
 
 func ptrTrue() *bool { b := true; return &b }
+
+// objectSchema is the schema of a custom resource whose spec is spec, with
+// a free-form status when withStatus is set.
+func objectSchema(spec apiextensionsv1.JSONSchemaProps, withStatus bool) *apiextensionsv1.JSONSchemaProps {
+	str := apiextensionsv1.JSONSchemaProps{Type: "string"}
+	props := map[string]apiextensionsv1.JSONSchemaProps{
+		"apiVersion": str, "kind": str, "metadata": {Type: "object"},
+		"spec": spec,
+	}
+	if withStatus {
+		props["status"] = *preserveUnknown()
+	}
+	return &apiextensionsv1.JSONSchemaProps{Type: "object", Properties: props}
+}
+
+// singleVersionCRD is a CRD with one served and stored version, as
+// Gatekeeper's system CRDs (Config, SyncSet) are.
+func singleVersionCRD(gvr schema.GroupVersionResource, kind, singular string, scope apiextensionsv1.ResourceScope, props *apiextensionsv1.JSONSchemaProps) *apiextensionsv1.CustomResourceDefinition {
+	return &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: gvr.Resource + "." + gvr.Group, Labels: map[string]string{"gatekeeper.sh/system": "yes"}},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: gvr.Group,
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Kind: kind, ListKind: kind + "List", Plural: gvr.Resource, Singular: singular},
+			Scope: scope,
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
+				Name: gvr.Version, Served: true, Storage: true,
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: props},
+			}},
+		},
+	}
+}

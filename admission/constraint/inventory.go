@@ -56,67 +56,28 @@ func gvkEntrySchema() apiextensionsv1.JSONSchemaProps {
 // namespaced). spec.sync.syncOnly is described fully; match, validation
 // and readiness, which Gatehouse does not read, keep whatever they hold.
 func ConfigCRD() *apiextensionsv1.CustomResourceDefinition {
-	str := apiextensionsv1.JSONSchemaProps{Type: "string"}
 	entry := gvkEntrySchema()
-	schemaProps := &apiextensionsv1.JSONSchemaProps{
-		Type: "object",
-		Properties: map[string]apiextensionsv1.JSONSchemaProps{
-			"apiVersion": str, "kind": str, "metadata": {Type: "object"},
-			"spec": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
-				"sync": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
-					"syncOnly": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &entry}},
-				}},
-				"match":      {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: preserveUnknown()}},
-				"validation": *preserveUnknown(),
-				"readiness":  *preserveUnknown(),
+	return singleVersionCRD(ConfigGVR, "Config", "config", apiextensionsv1.NamespaceScoped, objectSchema(apiextensionsv1.JSONSchemaProps{
+		Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
+			"sync": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
+				"syncOnly": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &entry}},
 			}},
-			"status": *preserveUnknown(),
+			"match":      {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: preserveUnknown()}},
+			"validation": *preserveUnknown(),
+			"readiness":  *preserveUnknown(),
 		},
-	}
-	return &apiextensionsv1.CustomResourceDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: ConfigGVR.Resource + "." + ConfigGroup, Labels: map[string]string{"gatekeeper.sh/system": "yes"}},
-		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-			Group: ConfigGroup,
-			Names: apiextensionsv1.CustomResourceDefinitionNames{
-				Kind: "Config", ListKind: "ConfigList", Plural: ConfigGVR.Resource, Singular: "config",
-			},
-			Scope: apiextensionsv1.NamespaceScoped,
-			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
-				Name: ConfigGVR.Version, Served: true, Storage: true,
-				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: schemaProps},
-			}},
-		},
-	}
+	}, true))
 }
 
 // SyncSetCRD is Gatekeeper's SyncSet CRD (syncset.gatekeeper.sh/v1alpha1,
 // cluster-scoped), whose spec.gvks names what to sync.
 func SyncSetCRD() *apiextensionsv1.CustomResourceDefinition {
-	str := apiextensionsv1.JSONSchemaProps{Type: "string"}
 	entry := gvkEntrySchema()
-	schemaProps := &apiextensionsv1.JSONSchemaProps{
-		Type: "object",
-		Properties: map[string]apiextensionsv1.JSONSchemaProps{
-			"apiVersion": str, "kind": str, "metadata": {Type: "object"},
-			"spec": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
-				"gvks": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &entry}},
-			}},
+	return singleVersionCRD(SyncSetGVR, "SyncSet", "syncset", apiextensionsv1.ClusterScoped, objectSchema(apiextensionsv1.JSONSchemaProps{
+		Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
+			"gvks": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &entry}},
 		},
-	}
-	return &apiextensionsv1.CustomResourceDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: SyncSetGVR.Resource + "." + SyncSetGroup, Labels: map[string]string{"gatekeeper.sh/system": "yes"}},
-		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-			Group: SyncSetGroup,
-			Names: apiextensionsv1.CustomResourceDefinitionNames{
-				Kind: "SyncSet", ListKind: "SyncSetList", Plural: SyncSetGVR.Resource, Singular: "syncset",
-			},
-			Scope: apiextensionsv1.ClusterScoped,
-			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
-				Name: SyncSetGVR.Version, Served: true, Storage: true,
-				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: schemaProps},
-			}},
-		},
-	}
+	}, false))
 }
 
 // InventoryKey is where Gatekeeper's admission target puts obj under
