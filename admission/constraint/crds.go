@@ -126,7 +126,7 @@ func ConstraintCRD(t *Template) (*apiextensionsv1.CustomResourceDefinition, erro
 	}
 	str := apiextensionsv1.JSONSchemaProps{Type: "string"}
 	schemaProps := objectSchema(apiextensionsv1.JSONSchemaProps{Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
-		"match":                    *preserveUnknown(),
+		"match":                    matchSchema(),
 		"enforcementAction":        str,
 		"scopedEnforcementActions": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: preserveUnknown()}},
 		"parameters":               *params,
@@ -159,6 +159,34 @@ func ConstraintCRD(t *Template) (*apiextensionsv1.CustomResourceDefinition, erro
 }
 
 func ptrTrue() *bool { b := true; return &b }
+
+// matchSchema is spec.match as Gatekeeper's constraint CRDs describe it,
+// so that the API server rejects a misspelled field (with kubectl's strict
+// field validation) instead of storing a constraint that matches more than
+// its author meant.
+func matchSchema() apiextensionsv1.JSONSchemaProps {
+	str := apiextensionsv1.JSONSchemaProps{Type: "string"}
+	strs := apiextensionsv1.JSONSchemaProps{Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &str}}
+	selector := apiextensionsv1.JSONSchemaProps{Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
+		"matchLabels": {Type: "object", AdditionalProperties: &apiextensionsv1.JSONSchemaPropsOrBool{Schema: &str}},
+		"matchExpressions": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &apiextensionsv1.JSONSchemaProps{
+			Type: "object", Required: []string{"key", "operator"},
+			Properties: map[string]apiextensionsv1.JSONSchemaProps{"key": str, "operator": str, "values": strs},
+		}}},
+	}}
+	return apiextensionsv1.JSONSchemaProps{Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
+		"kinds": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &apiextensionsv1.JSONSchemaProps{
+			Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{"apiGroups": strs, "kinds": strs},
+		}}},
+		"scope":              {Type: "string", Enum: []apiextensionsv1.JSON{{Raw: []byte(`"*"`)}, {Raw: []byte(`"Cluster"`)}, {Raw: []byte(`"Namespaced"`)}}},
+		"namespaces":         strs,
+		"excludedNamespaces": strs,
+		"labelSelector":      selector,
+		"namespaceSelector":  selector,
+		"name":               str,
+		"source":             {Type: "string", Enum: []apiextensionsv1.JSON{{Raw: []byte(`"All"`)}, {Raw: []byte(`"Generated"`)}, {Raw: []byte(`"Original"`)}}},
+	}}
+}
 
 // objectSchema is the schema of a custom resource whose spec is spec, with
 // a free-form status when withStatus is set.

@@ -22,6 +22,10 @@ type Match struct {
 	LabelSelector      *metav1.LabelSelector `json:"labelSelector,omitempty"`
 	NamespaceSelector  *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 	Name               string                `json:"name,omitempty"`
+	// Source is All (default), Original or Generated: Gatekeeper's
+	// expansion of workloads into the resources they generate. Gatehouse
+	// does not expand, so every request is an Original one.
+	Source string `json:"source,omitempty"`
 }
 
 // KindSelector selects kinds by API group and kind.
@@ -65,6 +69,9 @@ func (m *Match) Matches(t *Target) (ok bool, reason string, err error) {
 	}
 	if t == nil {
 		return false, "", errors.New("match: no target")
+	}
+	if m.Source == "Generated" {
+		return false, "source: Generated (Gatehouse does not expand workloads)", nil
 	}
 
 	// pkg/target/matcher.go, matchAny: the match is run against the object

@@ -421,3 +421,17 @@ func TestMatchInvalidSelector(t *testing.T) {
 		{name: "invalid namespaceSelector on a cluster-scoped object", match: &Match{NamespaceSelector: bogus}, target: mtClusterRole(), want: true},
 	})
 }
+
+func TestMatchSourceGenerated(t *testing.T) {
+	target := &Target{GVK: schema.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "a", Name: "p",
+		Object: map[string]any{"metadata": map[string]any{"name": "p", "namespace": "a"}}}
+	for _, tc := range []struct {
+		source string
+		want   bool
+	}{{"", true}, {"All", true}, {"Original", true}, {"Generated", false}} {
+		ok, reason, err := (&Match{Source: tc.source}).Matches(target)
+		if err != nil || ok != tc.want {
+			t.Errorf("source %q: Matches = %v (%q, %v), want %v", tc.source, ok, reason, err, tc.want)
+		}
+	}
+}

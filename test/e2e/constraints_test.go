@@ -86,6 +86,13 @@ func TestGatekeeperConstraints(t *testing.T) {
 		}
 	})
 
+	t.Run("a misspelled match field is refused, not ignored", func(t *testing.T) {
+		_, stderr, err := inst.kubectlIn(t, "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sRequiredLabels\nmetadata:\n  name: typo\nspec:\n  match:\n    kindz:\n    - apiGroups: [\"\"]\n      kinds: [Pod]\n  parameters:\n    labels: [x]\n", "apply", "-f", "-")
+		if err == nil || !strings.Contains(stderr, "kindz") {
+			t.Errorf("constraint with spec.match.kindz: err %v, stderr:\n%s\nwant an error naming kindz", err, stderr)
+		}
+	})
+
 	t.Run("referential policy reads data.inventory synced by a Config", func(t *testing.T) {
 		inventory, err := os.ReadFile("testdata/gatekeeper-inventory.yaml")
 		if err != nil {
