@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -17,11 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
-	"github.com/gatehouse-dev/gatehouse/config"
-	"github.com/gatehouse-dev/gatehouse/controlplane"
 )
 
 // auditOutput is one constraint in -o json and -o yaml.
@@ -38,8 +34,7 @@ type auditOutput struct {
 func newAuditCommand() *cobra.Command {
 	var (
 		out         outputFlag
-		dataDir     string
-		kubeconfig  string
+		cluster     clusterFlags
 		writeStatus bool
 		limit       uint
 	)
@@ -65,10 +60,7 @@ violation, 1 when one has (or the audit could not finish), 2 on usage errors.`,
 			if err := out.validate(); err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("kubeconfig") && cmd.Flags().Changed("data-dir") {
-				return usageErrorf("--kubeconfig and --data-dir name two clusters: give one")
-			}
-			cfg, err := auditClientConfig(kubeconfig, dataDir, cmd.Flags().Changed("data-dir"))
+			cfg, err := cluster.restConfig(cmd)
 			if err != nil {
 				return err
 			}
@@ -77,33 +69,11 @@ violation, 1 when one has (or the audit could not finish), 2 on usage errors.`,
 			return audit(ctx, cmd, cfg, &out, writeStatus, int(limit))
 		},
 	}
-	config.AddDataDirFlag(cmd.Flags(), &dataDir)
-	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to audit, instead of the Gatehouse in --data-dir")
+	cluster.add(cmd)
 	cmd.Flags().BoolVar(&writeStatus, "write-status", false, "also write the results to the constraints' status")
 	cmd.Flags().UintVar(&limit, "constraint-violations-limit", constraint.DefaultViolationsLimit, "violations listed per constraint (all are counted)")
 	out.add(cmd)
 	return cmd
-}
-
-// auditClientConfig picks the cluster: --kubeconfig, else an explicit
-// --data-dir, else $KUBECONFIG, else the default --data-dir.
-func auditClientConfig(kubeconfig, dataDir string, dataDirSet bool) (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	switch {
-	case kubeconfig != "":
-		rules.ExplicitPath = kubeconfig
-	case dataDirSet || os.Getenv(clientcmd.RecommendedConfigPathEnvVar) == "":
-		path := controlplane.Layout{DataDir: dataDir}.Kubeconfig()
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no kubeconfig at %s: run 'gatehouse up --data-dir %s' first, or give --kubeconfig", path, dataDir)
-		}
-		rules.ExplicitPath = path
-	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("loading the kubeconfig: %w", err)
-	}
-	return cfg, nil
 }
 
 func audit(ctx context.Context, cmd *cobra.Command, cfg *rest.Config, out *outputFlag, writeStatus bool, limit int) error {
