@@ -80,6 +80,15 @@ func (p *Plugin) Validate(ctx context.Context, attrs admission.Attributes, o adm
 	if attrs.GetOperation() == admission.Delete {
 		return nil
 	}
+	// A constraint the engine could not load would otherwise be stored
+	// and silently not enforced; Gatekeeper's webhook refuses it too.
+	if attrs.GetResource().Group == ConstraintsGroup {
+		if u, ok := attrs.GetObject().(*unstructured.Unstructured); ok {
+			if _, err := ParseConstraint(u); err != nil {
+				return admission.NewForbidden(attrs, err)
+			}
+		}
+	}
 	review, err := Review(attrs, o)
 	if err != nil {
 		return apierrors.NewInternalError(fmt.Errorf("%s: building the review: %w", PluginName, err))

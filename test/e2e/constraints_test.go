@@ -93,6 +93,13 @@ func TestGatekeeperConstraints(t *testing.T) {
 		}
 	})
 
+	t.Run("an unknown enforcementAction is refused", func(t *testing.T) {
+		_, stderr, err := inst.kubectlIn(t, "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: K8sRequiredLabels\nmetadata:\n  name: typo-action\nspec:\n  enforcementAction: denny\n  parameters:\n    labels: [x]\n", "apply", "-f", "-")
+		if err == nil || !strings.Contains(stderr, `spec.enforcementAction: Unsupported value "denny"`) {
+			t.Errorf("constraint with enforcementAction denny: err %v, stderr:\n%s", err, stderr)
+		}
+	})
+
 	t.Run("referential policy reads data.inventory synced by a Config", func(t *testing.T) {
 		inventory, err := os.ReadFile("testdata/gatekeeper-inventory.yaml")
 		if err != nil {
