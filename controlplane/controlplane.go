@@ -151,6 +151,19 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Contr
 		return nil, err
 	}
 	logger.Info("kube-apiserver ready", "url", server)
+	runCM, err := runControllerManager(ctrlCtx, controllerManagerFlags(cfg, bundle, cmKubeconfig), cfg.KubeControllerManagerArgs)
+	if err != nil {
+		return nil, err
+	}
+	cp.goRun(&cp.controllers, ctrlCtx, "kube-controller-manager", runCM)
+	runSched, err := runScheduler(ctrlCtx, schedulerFlags(cfg, bundle, schedKubeconfig), cfg.KubeSchedulerArgs)
+	if err != nil {
+		return nil, err
+	}
+	cp.goRun(&cp.controllers, ctrlCtx, "kube-scheduler", runSched)
+
+	// The constraint syncer installs its CRDs and loads the policies while
+	// the controller-manager builds its controllers.
 	if err := syncer.Start(ctrlCtx); err != nil {
 		return nil, fmt.Errorf("gatekeeper constraints: %w", err)
 	}
@@ -167,17 +180,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Contr
 		})
 	}
 
-	runCM, err := runControllerManager(ctrlCtx, controllerManagerFlags(cfg, bundle, cmKubeconfig), cfg.KubeControllerManagerArgs)
-	if err != nil {
-		return nil, err
-	}
-	cp.goRun(&cp.controllers, ctrlCtx, "kube-controller-manager", runCM)
-	runSched, err := runScheduler(ctrlCtx, schedulerFlags(cfg, bundle, schedKubeconfig), cfg.KubeSchedulerArgs)
-	if err != nil {
-		return nil, err
-	}
-	cp.goRun(&cp.controllers, ctrlCtx, "kube-scheduler", runSched)
-
+	logger.Debug("waiting for controller-manager and scheduler")
 	if err := cp.waitHealthy(ctx, "kube-controller-manager", admin, "https://127.0.0.1:"+strconv.Itoa(cfg.ControllerManagerPort)+"/healthz"); err != nil {
 		return nil, err
 	}
@@ -188,6 +191,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Contr
 	// Pods are admitted only once the ServiceAccount controller has made
 	// the namespace's default ServiceAccount, so that is the signal that
 	// the cluster does what a user expects of it.
+	logger.Debug("waiting for the default ServiceAccount")
 	if err := waitDefaultServiceAccount(ctx, admin, cp.errs); err != nil {
 		return nil, err
 	}

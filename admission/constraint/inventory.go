@@ -328,17 +328,13 @@ type gvkWatch struct {
 	stopped bool
 }
 
-// startInventory installs the Config and SyncSet CRDs, watches the Config
+// startInventory watches the Config
 // gatekeeper-system/config and the SyncSets, and mirrors the objects of the
 // GVKs they list into data.inventory, following changes. It returns once
 // the objects of what is listed now are in the engine; a GVK that does not
 // sync within syncTimeout is warned about, not fatal.
 func (s *Syncer) startInventory(ctx context.Context) error {
-	for _, crd := range []*apiextensionsv1.CustomResourceDefinition{ConfigCRD(), SyncSetCRD()} {
-		if err := s.ensureCRD(ctx, crd); err != nil {
-			return fmt.Errorf("%s CRD: %w", crd.Spec.Names.Kind, err)
-		}
-	}
+	// The Config and SyncSet CRDs were ensured with the template CRD.
 	v := &inventorySyncer{
 		s:       s,
 		mapper:  restmapper.NewDeferredDiscoveryRESTMapperWithContext(memory.NewMemCacheClientWithContext(s.kube.Discovery())),

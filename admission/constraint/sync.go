@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -78,9 +79,10 @@ const syncTimeout = 30 * time.Second
 // template and constraint that exists has been loaded, so a caller that
 // reports "ready" afterwards has them in force. Work goes on until ctx ends.
 func (s *Syncer) Start(ctx context.Context) error {
-	if err := s.ensureCRD(ctx, TemplateCRD()); err != nil {
-		return fmt.Errorf("ConstraintTemplate CRD: %w", err)
+	if err := s.ensureCRDs(ctx, TemplateCRD(), ConfigCRD(), SyncSetCRD()); err != nil {
+		return err
 	}
+	s.logger.Debug("constraint syncer: CRDs established")
 
 	nsFactory := informers.NewSharedInformerFactory(s.kube, 0)
 	nsInformer := nsFactory.Core().V1().Namespaces().Informer()
@@ -107,9 +109,11 @@ func (s *Syncer) Start(ctx context.Context) error {
 	if !cache.WaitForCacheSync(syncCtx.Done(), nsInformer.HasSynced, templatesHandled.HasSynced) {
 		return errors.New("ConstraintTemplates and Namespaces did not sync")
 	}
+	s.logger.Debug("constraint syncer: templates and constraints loaded")
 	if err := s.startInventory(ctx); err != nil {
 		return fmt.Errorf("data.inventory: %w", err)
 	}
+	s.logger.Debug("constraint syncer: inventory filled")
 	return nil
 }
 
@@ -307,6 +311,22 @@ func (s *Syncer) writeTemplateStatus(ctx context.Context, u *unstructured.Unstru
 	}
 }
 
+// ensureCRDs ensures several CRDs at once: each waits on the API server to
+// establish it, so doing them one after the other adds up at start-up.
+func (s *Syncer) ensureCRDs(ctx context.Context, crds ...*apiextensionsv1.CustomResourceDefinition) error {
+	errs := make([]error, len(crds))
+	var wg sync.WaitGroup
+	for i, crd := range crds {
+		wg.Go(func() {
+			if err := s.ensureCRD(ctx, crd); err != nil {
+				errs[i] = fmt.Errorf("%s CRD: %w", crd.Spec.Names.Kind, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // ensureCRD creates or updates crd and waits until it is established.
 func (s *Syncer) ensureCRD(ctx context.Context, crd *apiextensionsv1.CustomResourceDefinition) error {
 	client := s.crds.ApiextensionsV1().CustomResourceDefinitions()
@@ -325,7 +345,7 @@ func (s *Syncer) ensureCRD(ctx context.Context, crd *apiextensionsv1.CustomResou
 	if err != nil {
 		return err
 	}
-	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, syncTimeout, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, syncTimeout, true, func(ctx context.Context) (bool, error) {
 		got, err := client.Get(ctx, crd.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -337,4 +357,21 @@ func (s *Syncer) ensureCRD(ctx context.Context, crd *apiextensionsv1.CustomResou
 		}
 		return false, nil
 	})
+	if err != nil {
+		return err
+	}
+	// Established is not yet served: for a moment after the API server
+	// starts, or after a CRD is created, its resource answers 404, and an
+	// informer that lists then backs off for a second. Wait until a list
+	// succeeds, so the informers started next sync at once.
+	gvr := schema.GroupVersionResource{Group: crd.Spec.Group, Version: crd.Spec.Versions[0].Name, Resource: crd.Spec.Names.Plural}
+	var listErr error
+	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, syncTimeout, true, func(ctx context.Context) (bool, error) {
+		_, listErr = s.dyn.Resource(gvr).List(ctx, metav1.ListOptions{Limit: 1})
+		return listErr == nil, nil
+	})
+	if err != nil && listErr != nil {
+		return fmt.Errorf("%s is established but not served: %w", gvr.GroupResource(), listErr)
+	}
+	return err
 }
