@@ -341,7 +341,7 @@ func AuditTarget(obj *unstructured.Unstructured, ns map[string]any) *Target {
 		Name:      obj.GetName(),
 		Object:    obj.Object,
 	}
-	if t.GVK.Group == "" && t.GVK.Kind == "Namespace" {
+	if isNamespaceKind(t.GVK) {
 		t.NamespaceObject = obj.Object
 	} else if t.Namespace != "" {
 		t.NamespaceObject = ns

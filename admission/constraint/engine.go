@@ -194,14 +194,6 @@ func (e *Engine) RemoveConstraint(ctx context.Context, kind, name string) error 
 	return nil
 }
 
-func (e *Engine) write(ctx context.Context, op storage.PatchOp, path storage.Path, value any) error {
-	err := storage.WriteOne(ctx, e.store, op, path, value)
-	if op == storage.RemoveOp && storage.IsNotFound(err) {
-		return nil
-	}
-	return err
-}
-
 // Review evaluates every constraint whose match selects target against
 // review (Gatekeeper's input.review). A template that fails or times out
 // yields one violation per constraint it was evaluating, naming the

@@ -142,7 +142,7 @@ func newMatchable(t *Target, obj map[string]any) *matchable {
 		mt.namespace = t.Namespace
 	}
 	// pkg/mutation/match/match.go, IsNamespace: kind Namespace in the core group.
-	mt.isNamespace = t.GVK.Group == "" && t.GVK.Kind == "Namespace"
+	mt.isNamespace = isNamespaceKind(t.GVK)
 	if t.NamespaceObject != nil {
 		mt.ns = &unstructured.Unstructured{Object: t.NamespaceObject}
 		// Gatekeeper looks the Namespace up by the request's namespace
@@ -404,4 +404,10 @@ func describeKindName(mt *matchable) string {
 		return mt.gvk.Kind
 	}
 	return fmt.Sprintf("%s %q", mt.gvk.Kind, mt.name)
+}
+
+// isNamespaceKind reports whether gvk is a core Namespace, which spec.match
+// treats as its own namespace.
+func isNamespaceKind(gvk schema.GroupVersionKind) bool {
+	return gvk.Group == "" && gvk.Kind == "Namespace"
 }

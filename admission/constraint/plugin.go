@@ -93,10 +93,7 @@ func (p *Plugin) Validate(ctx context.Context, attrs admission.Attributes, o adm
 	if err != nil {
 		return apierrors.NewInternalError(fmt.Errorf("%s: building the review: %w", PluginName, err))
 	}
-	target, err := p.target(attrs, review)
-	if err != nil {
-		return apierrors.NewInternalError(fmt.Errorf("%s: %w", PluginName, err))
-	}
+	target := p.target(attrs, review)
 	violations, err := p.engine.Review(ctx, review, target)
 	if err != nil {
 		return apierrors.NewInternalError(fmt.Errorf("%s: %w", PluginName, err))
@@ -164,7 +161,7 @@ func (p *Plugin) warnAboutTemplate(ctx context.Context, attrs admission.Attribut
 }
 
 // target gathers what spec.match looks at.
-func (p *Plugin) target(attrs admission.Attributes, review map[string]any) (*Target, error) {
+func (p *Plugin) target(attrs admission.Attributes, review map[string]any) *Target {
 	t := &Target{
 		GVK:       attrs.GetKind(),
 		Namespace: attrs.GetNamespace(),
@@ -173,7 +170,7 @@ func (p *Plugin) target(attrs admission.Attributes, review map[string]any) (*Tar
 	t.Object, _ = review["object"].(map[string]any)
 	t.OldObject, _ = review["oldObject"].(map[string]any)
 	switch {
-	case t.GVK.Group == "" && t.GVK.Kind == "Namespace":
+	case isNamespaceKind(t.GVK):
 		t.NamespaceObject = t.Object
 		if t.NamespaceObject == nil {
 			t.NamespaceObject = t.OldObject
@@ -183,7 +180,7 @@ func (p *Plugin) target(attrs admission.Attributes, review map[string]any) (*Tar
 		// Gatekeeper hands policies the namespace of namespaced requests.
 		WithNamespace(review, t.NamespaceObject)
 	}
-	return t, nil
+	return t
 }
 
 // Actions are the enforcement actions that apply at admission: the
