@@ -164,11 +164,7 @@ func (a *Auditor) Audit(ctx context.Context) ([]AuditResult, error) {
 	actions := map[constraintKey][]string{}
 	var audited []*Constraint
 	for _, c := range constraints {
-		var obj map[string]any
-		if c.EnforcementAction == ActionScoped {
-			obj = a.constraintObject(ctx, c)
-		}
-		acts := auditActions(c, obj)
+		acts := auditActions(c)
 		actions[keyOf(c)] = acts
 		if len(acts) > 0 {
 			audited = append(audited, c)
@@ -273,23 +269,6 @@ func (a *Auditor) namespace(ctx context.Context, name string, cache map[string]m
 	return ns
 }
 
-// constraintObject reads a constraint's object, for what the engine's
-// Constraint does not hold (the scopedEnforcementActions of audit); nil if
-// it cannot be read.
-func (a *Auditor) constraintObject(ctx context.Context, c *Constraint) map[string]any {
-	if a.dyn == nil {
-		return nil
-	}
-	u, err := a.dyn.Resource(ConstraintGVR(c.Kind)).Get(ctx, c.Name, metav1.GetOptions{})
-	if err != nil {
-		if !apierrors.IsNotFound(err) {
-			a.logger.Warn("audit: reading constraint", "constraint", c.Kind+"/"+c.Name, "error", err)
-		}
-		return nil
-	}
-	return u.Object
-}
-
 // AuditReview builds the input.review that Gatekeeper's audit hands
 // policies for an existing object: the AdmissionRequest of upstream's
 // unstructuredToAdmissionRequest (pkg/target/target.go, reached from the
@@ -358,28 +337,14 @@ func recordedAction(c *Constraint) string {
 	return c.EnforcementAction
 }
 
-// auditActions are the actions of c at audit. For a scoped constraint they
-// come from obj's spec.scopedEnforcementActions: each entry's action when
-// one of its enforcementPoints is audit.gatekeeper.sh or "*" (the
-// frameworks' enforcementActionsForEP); none when obj is nil.
-func auditActions(c *Constraint, obj map[string]any) []string {
+// auditActions are the actions of c at audit: its enforcementAction, or
+// for a scoped constraint the actions its scopedEnforcementActions give
+// audit.gatekeeper.sh (or "*").
+func auditActions(c *Constraint) []string {
 	if c.EnforcementAction != ActionScoped {
 		return []string{recordedAction(c)}
 	}
-	scoped, _, _ := unstructured.NestedSlice(obj, "spec", "scopedEnforcementActions")
-	var out []string
-	for _, raw := range scoped {
-		entry, _ := raw.(map[string]any)
-		action, _ := entry["action"].(string)
-		points, _ := entry["enforcementPoints"].([]any)
-		for _, p := range points {
-			point, _ := p.(map[string]any)
-			if name, _ := point["name"].(string); (name == AuditEnforcementPoint || name == "*") && action != "" && !slices.Contains(out, action) {
-				out = append(out, action)
-			}
-		}
-	}
-	return out
+	return c.ActionsAt(AuditEnforcementPoint)
 }
 
 type constraintKey struct{ kind, name string }

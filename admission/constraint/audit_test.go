@@ -189,8 +189,16 @@ func TestAuditActions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &Constraint{Kind: "K", Name: "c", EnforcementAction: tt.action}
-			got := auditActions(c, tt.obj)
+			obj := tt.obj
+			if obj == nil {
+				obj = map[string]any{"spec": map[string]any{"enforcementAction": tt.action}}
+			}
+			obj["apiVersion"], obj["kind"], obj["metadata"] = "constraints.gatekeeper.sh/v1beta1", "K", map[string]any{"name": "c"}
+			c, err := ParseConstraint(&unstructured.Unstructured{Object: obj})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := auditActions(c)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("auditActions (-want +got):\n%s", diff)
 			}
@@ -550,7 +558,7 @@ func TestAuditReviewsObjectsWithTheEngine(t *testing.T) {
 	constraints := e.Constraints()
 	actions := map[constraintKey][]string{}
 	for _, c := range constraints {
-		actions[keyOf(c)] = auditActions(c, nil)
+		actions[keyOf(c)] = auditActions(c)
 	}
 	col := newAuditCollector(constraints, actions, a.Limit, time.Now())
 	cache := map[string]map[string]any{}
@@ -614,7 +622,7 @@ func (s stubDiscovery) ServerPreferredResources() ([]*metav1.APIResourceList, er
 
 // TestAuditPassWithFakeClients runs Audit and WriteStatus against fake
 // discovery and dynamic clients: listing, namespace lookup from the API,
-// scoped constraints read from their objects, and the status written.
+// scoped constraints audited by their audit actions, and the status written.
 func TestAuditPassWithFakeClients(t *testing.T) {
 	ctx := context.Background()
 	e := NewEngine(0)
@@ -622,8 +630,23 @@ func TestAuditPassWithFakeClients(t *testing.T) {
 	pods := []KindSelector{{Kinds: []string{"Pod"}}}
 	params := map[string]any{"labels": []any{"owner"}}
 	mustAddConstraint(t, e, &Constraint{Kind: "K8sRequiredLabels", Name: "deny-pods", Match: Match{Kinds: pods}, Parameters: params})
-	mustAddConstraint(t, e, &Constraint{Kind: "K8sRequiredLabels", Name: "audit-warn", EnforcementAction: "scoped", Match: Match{Kinds: pods}, Parameters: params})
-	mustAddConstraint(t, e, &Constraint{Kind: "K8sRequiredLabels", Name: "webhook-only", EnforcementAction: "scoped", Match: Match{Kinds: pods}, Parameters: params})
+	// Scoped constraints carry their scopedEnforcementActions as the
+	// syncer loads them: through ParseConstraint.
+	scopedConstraint := func(name, point string) *Constraint {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": ConstraintsGroup + "/" + ConstraintsVersion, "kind": "K8sRequiredLabels", "metadata": map[string]any{"name": name},
+			"spec": map[string]any{"enforcementAction": "scoped", "scopedEnforcementActions": []any{
+				map[string]any{"action": "warn", "enforcementPoints": []any{map[string]any{"name": point}}}}},
+		}}
+		c, err := ParseConstraint(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Match, c.Parameters = Match{Kinds: pods}, params
+		return c
+	}
+	mustAddConstraint(t, e, scopedConstraint("audit-warn", AuditEnforcementPoint))
+	mustAddConstraint(t, e, scopedConstraint("webhook-only", EnforcementPoint))
 	mustAddConstraint(t, e, &Constraint{Kind: "K8sRequiredLabels", Name: "clean", Match: Match{Kinds: []KindSelector{{Kinds: []string{"Node"}}}}, Parameters: params})
 
 	gvrs := map[schema.GroupVersionResource]string{

@@ -59,10 +59,9 @@ type Constraint struct {
 	Kind, Name        string
 	Match             Match
 	EnforcementAction string // deny (default), warn, dryrun or scoped
-	// ScopedActions are the actions of scopedEnforcementActions that
-	// apply at admission (enforcement point validation.gatekeeper.sh or *).
-	ScopedActions []string
-	Parameters    map[string]any
+	// scoped are the entries of spec.scopedEnforcementActions, in order.
+	scoped     []scopedAction
+	Parameters map[string]any
 
 	// params is Parameters as a Rego term, converted once.
 	params *ast.Term

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -200,5 +201,34 @@ violation[{"msg": "never"}] { count([x | x := numbers.range(1, 100000000)[_]; x 
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("evaluation ran %s after a 50ms timeout", d)
+	}
+}
+
+func TestScopedActions(t *testing.T) {
+	parse := func(entries ...any) (*Constraint, error) {
+		return ParseConstraint(&unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": "K", "metadata": map[string]any{"name": "c"},
+			"spec": map[string]any{"enforcementAction": "scoped", "scopedEnforcementActions": entries},
+		}})
+	}
+	entry := func(action string, points ...string) any {
+		var ps []any
+		for _, p := range points {
+			ps = append(ps, map[string]any{"name": p})
+		}
+		return map[string]any{"action": action, "enforcementPoints": ps}
+	}
+	c, err := parse(entry("warn", "*"), entry("deny", EnforcementPoint, "audit.gatekeeper.sh"), entry("warn", EnforcementPoint), entry("dryrun", "audit.gatekeeper.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Actions(), ","); got != "warn,deny" {
+		t.Errorf("admission actions = %s, want warn,deny (in order, each once)", got)
+	}
+	if got := strings.Join(c.ActionsAt("audit.gatekeeper.sh"), ","); got != "warn,deny,dryrun" {
+		t.Errorf("audit actions = %s, want warn,deny,dryrun", got)
+	}
+	if _, err := parse(entry("block", EnforcementPoint)); err == nil || !strings.Contains(err.Error(), `spec.scopedEnforcementActions[0].action: Unsupported value "block"`) {
+		t.Errorf("unsupported action at the webhook: err %v", err)
 	}
 }

@@ -191,7 +191,7 @@ func (c *Constraint) Actions() []string {
 	case "", ActionDeny:
 		return []string{ActionDeny}
 	case ActionScoped:
-		return c.ScopedActions
+		return c.ActionsAt(EnforcementPoint)
 	}
 	return []string{c.EnforcementAction}
 }

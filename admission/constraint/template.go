@@ -3,6 +3,7 @@ package constraint
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -114,17 +115,19 @@ func ParseConstraint(u *unstructured.Unstructured) (*Constraint, error) {
 		scoped, _, _ := unstructured.NestedSlice(spec, "scopedEnforcementActions")
 		for i, raw := range scoped {
 			entry, _ := raw.(map[string]any)
-			action, _ := entry["action"].(string)
+			sa := scopedAction{}
+			sa.action, _ = entry["action"].(string)
 			points, _ := entry["enforcementPoints"].([]any)
 			for _, p := range points {
 				point, _ := p.(map[string]any)
 				name, _ := point["name"].(string)
-				if name == EnforcementPoint || name == "*" {
-					if action != ActionDeny && action != ActionWarn && action != ActionDryRun {
-						return nil, fmt.Errorf("spec.scopedEnforcementActions[%d].action: Unsupported value %q", i, action)
-					}
-					c.ScopedActions = append(c.ScopedActions, action)
-				}
+				sa.points = append(sa.points, name)
+			}
+			if sa.at(EnforcementPoint) && sa.action != ActionDeny && sa.action != ActionWarn && sa.action != ActionDryRun {
+				return nil, fmt.Errorf("spec.scopedEnforcementActions[%d].action: Unsupported value %q", i, sa.action)
+			}
+			if sa.action != "" {
+				c.scoped = append(c.scoped, sa)
 			}
 		}
 	}
@@ -136,4 +139,27 @@ func ParseConstraint(u *unstructured.Unstructured) (*Constraint, error) {
 // error instead of a constraint that silently matches everything.
 func fromUnstructured(m map[string]any, into any) error {
 	return runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(m, into, true)
+}
+
+// scopedAction is one entry of spec.scopedEnforcementActions.
+type scopedAction struct {
+	action string
+	points []string
+}
+
+// at reports whether the entry names enforcement point ep, or all ("*").
+func (sa scopedAction) at(ep string) bool {
+	return slices.Contains(sa.points, ep) || slices.Contains(sa.points, "*")
+}
+
+// ActionsAt are the actions of a scoped constraint at enforcement point ep,
+// in entry order, each once (the frameworks' enforcementActionsForEP).
+func (c *Constraint) ActionsAt(ep string) []string {
+	var out []string
+	for _, sa := range c.scoped {
+		if sa.at(ep) && !slices.Contains(out, sa.action) {
+			out = append(out, sa.action)
+		}
+	}
+	return out
 }
