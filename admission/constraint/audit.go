@@ -296,13 +296,9 @@ func AuditReview(obj *unstructured.Unstructured, ns map[string]any) (map[string]
 		Name:      obj.GetName(),
 		Namespace: obj.GetNamespace(),
 	}
-	data, err := json.Marshal(req)
+	review, err := requestToReview(&req)
 	if err != nil {
-		return nil, fmt.Errorf("encoding the review: %w", err)
-	}
-	var review map[string]any
-	if err := json.Unmarshal(data, &review); err != nil {
-		return nil, fmt.Errorf("decoding the review: %w", err)
+		return nil, err
 	}
 	if obj.GetNamespace() != "" {
 		WithNamespace(review, ns)

@@ -77,6 +77,12 @@ func Review(attrs admission.Attributes, o admission.ObjectInterfaces) (map[strin
 		req.Namespace = ""
 	}
 
+	return requestToReview(req)
+}
+
+// requestToReview turns an AdmissionRequest into the generic value Rego
+// sees, through JSON as Gatekeeper's Rego driver does (numbers float64).
+func requestToReview(req *admissionv1.AdmissionRequest) (map[string]any, error) {
 	data, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the admission request: %w", err)
