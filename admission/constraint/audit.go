@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
@@ -315,6 +317,15 @@ func AuditTarget(obj *unstructured.Unstructured, ns map[string]any) *Target {
 		Namespace: obj.GetNamespace(),
 		Name:      obj.GetName(),
 		Object:    obj.Object,
+		// What Gatekeeper's CEL driver makes of the audit's review: the
+		// object with its kind, name and namespace, and nothing else (no
+		// operation, resource or user).
+		Attributes: &admission.VersionedAttributes{
+			Attributes: admission.NewAttributesRecord(obj, nil, obj.GroupVersionKind(), obj.GetNamespace(), obj.GetName(),
+				schema.GroupVersionResource{}, "", "", nil, false, &user.DefaultInfo{}),
+			VersionedKind:   obj.GroupVersionKind(),
+			VersionedObject: admission.NewLazyObject(obj),
+		},
 	}
 	if isNamespaceKind(t.GVK) {
 		t.NamespaceObject = obj.Object

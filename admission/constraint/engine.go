@@ -14,6 +14,9 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 )
 
 // Target is Gatekeeper's name for the admission target of templates.
@@ -46,12 +49,18 @@ type Engine struct {
 	constraints map[string]map[string]*Constraint
 }
 
-// TemplateSource is the Rego of one ConstraintTemplate's admission target.
+// TemplateSource is the code of one ConstraintTemplate's admission target:
+// its Rego, or its K8sNativeValidation (CEL) source when it has one, which
+// Gatekeeper prefers when a template carries both.
 type TemplateSource struct {
 	// Name is the template's metadata.name, Kind its constraint kind.
 	Name, Kind string
 	Rego       string
 	Libs       []string
+	// CEL, when set, is evaluated instead of Rego; CELField is the path
+	// of its source in the template, for error messages.
+	CEL      *CELSource
+	CELField string
 }
 
 // Constraint is one constraint object as the engine needs it.
@@ -65,6 +74,8 @@ type Constraint struct {
 
 	// params is Parameters as a Rego term, converted once.
 	params *ast.Term
+	// object is the constraint itself: CEL templates see it as params.
+	object runtime.Object
 }
 
 // Violation is one violation a constraint reported.
@@ -77,6 +88,8 @@ type Violation struct {
 type compiledTemplate struct {
 	source TemplateSource
 	query  rego.PreparedEvalQuery
+	// cel is set for a K8sNativeValidation template, instead of query.
+	cel validating.Validator
 }
 
 // NewEngine returns an empty engine; timeout <= 0 means DefaultTimeout.
@@ -113,6 +126,14 @@ func (e *CompileError) Unwrap() error { return e.Err }
 // AddTemplate compiles src and makes it the template for src.Kind,
 // replacing an earlier version. On error the earlier version stays.
 func (e *Engine) AddTemplate(ctx context.Context, src TemplateSource) error {
+	if src.CEL != nil {
+		validator, err := compileCEL(src.CEL, src.celField())
+		if err != nil {
+			return &CompileError{Template: src.Name, Err: err}
+		}
+		e.install(&compiledTemplate{source: src, cel: validator})
+		return nil
+	}
 	compiler, err := e.compile(src)
 	if err != nil {
 		return &CompileError{Template: src.Name, Err: err}
@@ -125,14 +146,31 @@ func (e *Engine) AddTemplate(ctx context.Context, src TemplateSource) error {
 	if err != nil {
 		return &CompileError{Template: src.Name, Err: err}
 	}
+	e.install(&compiledTemplate{source: src, query: query})
+	return nil
+}
+
+func (e *Engine) install(t *compiledTemplate) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.templates[src.Kind] = &compiledTemplate{source: src, query: query}
-	return nil
+	e.templates[t.source.Kind] = t
+}
+
+func (src TemplateSource) celField() string {
+	if src.CELField == "" {
+		return "source"
+	}
+	return src.CELField
 }
 
 // Check compiles src without installing it.
 func (e *Engine) Check(src TemplateSource) error {
+	if src.CEL != nil {
+		if _, err := compileCEL(src.CEL, src.celField()); err != nil {
+			return &CompileError{Template: src.Name, Err: err}
+		}
+		return nil
+	}
 	if _, err := e.compile(src); err != nil {
 		return &CompileError{Template: src.Name, Err: err}
 	}
@@ -178,6 +216,9 @@ func (e *Engine) AddConstraint(ctx context.Context, c *Constraint) error {
 		return fmt.Errorf("constraint %s %s: spec.parameters: %w", c.Kind, c.Name, err)
 	}
 	c.params = ast.NewTerm(value)
+	if c.object == nil {
+		c.object = constraintObject(c)
+	}
 	if e.constraints[c.Kind] == nil {
 		e.constraints[c.Kind] = map[string]*Constraint{}
 	}
@@ -204,7 +245,6 @@ func (e *Engine) Review(ctx context.Context, review map[string]any, target *Targ
 		// constraints are the matched ones, copied so that evaluation
 		// runs without the lock while constraints change.
 		constraints map[string]*Constraint
-		keys        []*ast.Term
 	}
 	var jobs []job
 	for kind, byName := range e.constraints {
@@ -217,13 +257,9 @@ func (e *Engine) Review(ctx context.Context, review map[string]any, target *Targ
 			}
 			if ok {
 				j.constraints[name] = c
-				j.keys = append(j.keys, ast.ObjectTerm(
-					ast.Item(ast.StringTerm("kind"), ast.StringTerm(kind)),
-					ast.Item(ast.StringTerm("name"), ast.StringTerm(name)),
-				))
 			}
 		}
-		if len(j.keys) > 0 && j.tmpl != nil {
+		if len(j.constraints) > 0 && j.tmpl != nil {
 			jobs = append(jobs, j)
 		}
 	}
@@ -232,24 +268,45 @@ func (e *Engine) Review(ctx context.Context, review map[string]any, target *Targ
 		return nil, nil
 	}
 
-	// The review becomes a Rego value once per request, not once per
-	// template or constraint.
-	reviewValue, err := ast.InterfaceToValue(review)
-	if err != nil {
-		return nil, fmt.Errorf("converting the review for Rego: %w", err)
-	}
-	reviewTerm := ast.NewTerm(reviewValue)
-
-	// One read transaction for the whole request instead of one per
-	// evaluation.
-	txn, err := e.store.NewTransaction(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer e.store.Abort(ctx, txn)
-
-	var out []Violation
+	var (
+		out []Violation
+		// The review becomes a Rego value once per request, not once per
+		// template or constraint, and only when a Rego template matched.
+		reviewTerm *ast.Term
+		// One read transaction for the whole request instead of one per
+		// evaluation.
+		txn storage.Transaction
+		// The Namespace as CEL's namespaceObject, converted once.
+		celNS        *corev1.Namespace
+		celConverted bool
+	)
 	for _, j := range jobs {
+		if j.tmpl.cel != nil {
+			if target.Attributes == nil {
+				return nil, fmt.Errorf("template %s: K8sNativeValidation needs the request's attributes", j.tmpl.source.Name)
+			}
+			if !celConverted {
+				celNS, celConverted = celNamespace(target.NamespaceObject), true
+			}
+			evalCtx, cancel := context.WithTimeout(ctx, e.timeout)
+			for _, c := range j.constraints {
+				out = append(out, reviewCEL(evalCtx, j.tmpl.cel, target.Attributes, c, celNS)...)
+			}
+			cancel()
+			continue
+		}
+		if reviewTerm == nil {
+			reviewValue, err := ast.InterfaceToValue(review)
+			if err != nil {
+				return nil, fmt.Errorf("converting the review for Rego: %w", err)
+			}
+			reviewTerm = ast.NewTerm(reviewValue)
+			txn, err = e.store.NewTransaction(ctx)
+			if err != nil {
+				return nil, err
+			}
+			defer e.store.Abort(ctx, txn)
+		}
 		evalCtx, cancel := context.WithTimeout(ctx, e.timeout)
 		for _, c := range j.constraints {
 			input := ast.NewObject(

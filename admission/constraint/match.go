@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/admission"
 )
 
 // Match is a constraint's spec.match, with Gatekeeper's schema and meaning.
@@ -46,6 +47,9 @@ type Target struct {
 	// NamespaceObject is the object's Namespace (for a Namespace, itself),
 	// nil when it is cluster-scoped or the namespace is unknown.
 	NamespaceObject map[string]any
+	// Attributes is the request as K8sNativeValidation (CEL) templates
+	// evaluate it, as upstream's ValidatingAdmissionPolicy sees a request.
+	Attributes *admission.VersionedAttributes
 }
 
 // The rules below reproduce Gatekeeper's validation-target matcher:

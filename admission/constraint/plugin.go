@@ -40,10 +40,23 @@ func Register(plugins *admission.Plugins, engine *Engine, namespaces NamespaceLo
 // NamespaceLookup returns a Namespace object by name, or nil when unknown.
 type NamespaceLookup func(name string) map[string]any
 
+// validatedSubresources are the subresources Gatekeeper's validating
+// webhook selects besides every resource (validatingWebhookSubResources in
+// its chart, the rules of validation.gatekeeper.sh): so that, for example,
+// an ephemeral container added with kubectl debug is checked like the
+// Pod's other containers. Those reached by CONNECT are listed for
+// fidelity; like Gatekeeper by default, only CREATE and UPDATE are seen.
+var validatedSubresources = map[string]bool{
+	"pods/ephemeralcontainers": true, "pods/exec": true, "pods/log": true, "pods/eviction": true,
+	"pods/portforward": true, "pods/proxy": true, "pods/attach": true, "pods/binding": true, "pods/resize": true,
+	"deployments/scale": true, "replicasets/scale": true, "statefulsets/scale": true, "replicationcontrollers/scale": true,
+	"services/proxy": true, "nodes/proxy": true, "services/status": true,
+}
+
 // Plugin enforces Gatekeeper constraints in-process, where Gatekeeper's
 // validating webhook would: after ValidatingAdmissionPolicy, for CREATE and
-// UPDATE of resources (not subresources), with the webhook's denial and
-// warning messages.
+// UPDATE of every resource and of the subresources its webhook selects,
+// with the webhook's denial and warning messages.
 type Plugin struct {
 	*admission.Handler
 	engine     *Engine
@@ -71,7 +84,7 @@ func NewPlugin(engine *Engine, namespaces NamespaceLookup, logger *slog.Logger) 
 // Validate denies the request when a deny constraint reports a violation,
 // adds a warning for each warn violation and logs dryrun ones.
 func (p *Plugin) Validate(ctx context.Context, attrs admission.Attributes, o admission.ObjectInterfaces) error {
-	if attrs.GetSubresource() != "" {
+	if sub := attrs.GetSubresource(); sub != "" && !validatedSubresources[attrs.GetResource().Resource+"/"+sub] {
 		return nil
 	}
 	if attrs.GetResource().GroupResource() == templateResource {
@@ -89,11 +102,12 @@ func (p *Plugin) Validate(ctx context.Context, attrs admission.Attributes, o adm
 			}
 		}
 	}
-	review, err := Review(attrs, o)
+	review, versioned, err := newReview(attrs, o)
 	if err != nil {
 		return apierrors.NewInternalError(fmt.Errorf("%s: building the review: %w", PluginName, err))
 	}
 	target := p.target(attrs, review)
+	target.Attributes = versioned
 	violations, err := p.engine.Review(ctx, review, target)
 	if err != nil {
 		return apierrors.NewInternalError(fmt.Errorf("%s: %w", PluginName, err))
@@ -149,7 +163,7 @@ func (p *Plugin) warnAboutTemplate(ctx context.Context, attrs admission.Attribut
 		return
 	}
 	t, err := ParseTemplate(u)
-	if err == nil && t.Rego != "" {
+	if err == nil && t.HasCode() {
 		err = p.engine.Check(t.Source())
 	}
 	if err != nil {

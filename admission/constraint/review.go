@@ -62,23 +62,46 @@ var errDeleteWithoutOldObject = errors.New("oldObject cannot be nil for DELETE o
 // request UID, and the API server makes a new one for each webhook call
 // (request.CreateAdmissionObjects).
 func Review(attrs admission.Attributes, o admission.ObjectInterfaces) (map[string]any, error) {
-	req, err := admissionRequest(attrs, o)
+	review, _, err := newReview(attrs, o)
+	return review, err
+}
+
+// newReview is Review, and the request as K8sNativeValidation templates
+// see it (Target.Attributes): the versioned attributes the review was built
+// from, with the namespace of a Namespace request cleared as in the review.
+// Gatekeeper's CEL driver gets the same request (RequestToVersionedAttributes
+// in pkg/drivers/k8scel/transform), with no object on DELETE, as upstream's
+// ValidatingAdmissionPolicy has it.
+func newReview(attrs admission.Attributes, o admission.ObjectInterfaces) (map[string]any, *admission.VersionedAttributes, error) {
+	req, versioned, err := admissionRequest(attrs, o)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	if req.Operation == admissionv1.Delete {
 		if req.OldObject.Object == nil && req.OldObject.Raw == nil {
-			return nil, errDeleteWithoutOldObject
+			return nil, nil, errDeleteWithoutOldObject
 		}
 		req.Object = req.OldObject
 	}
-	if req.Kind.Group == "" && req.Kind.Kind == "Namespace" {
+	if req.Kind.Group == "" && req.Kind.Kind == "Namespace" && req.Namespace != "" {
 		req.Namespace = ""
+		cleared := *versioned
+		cleared.Attributes = withoutNamespace{versioned.Attributes}
+		versioned = &cleared
 	}
 
-	return requestToReview(req)
+	review, err := requestToReview(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	return review, versioned, nil
 }
+
+// withoutNamespace is a Namespace request with its namespace cleared.
+type withoutNamespace struct{ admission.Attributes }
+
+func (withoutNamespace) GetNamespace() string { return "" }
 
 // requestToReview turns an AdmissionRequest into the generic value Rego
 // sees, through JSON as Gatekeeper's Rego driver does (numbers float64).
@@ -96,7 +119,7 @@ func requestToReview(req *admissionv1.AdmissionRequest) (map[string]any, error) 
 
 // admissionRequest is the v1 AdmissionRequest the API server would send a
 // webhook that matches the request's own group, version and resource.
-func admissionRequest(attrs admission.Attributes, o admission.ObjectInterfaces) (*admissionv1.AdmissionRequest, error) {
+func admissionRequest(attrs admission.Attributes, o admission.ObjectInterfaces) (*admissionv1.AdmissionRequest, *admission.VersionedAttributes, error) {
 	invocation := &generic.WebhookInvocation{
 		// Webhook is not read when the request is built.
 		Resource:    attrs.GetResource(),
@@ -105,12 +128,12 @@ func admissionRequest(attrs admission.Attributes, o admission.ObjectInterfaces) 
 	}
 	versioned, err := admission.NewVersionedAttributes(attrs, invocation.Kind, o)
 	if err != nil {
-		return nil, fmt.Errorf("converting the request's objects to %s: %w", invocation.Kind, err)
+		return nil, nil, fmt.Errorf("converting the request's objects to %s: %w", invocation.Kind, err)
 	}
 	review := request.CreateV1AdmissionReview(types.UID(uuid.NewUUID()), versioned, invocation)
 	req := review.Request
 	req.Options.Object = typedOptions(req.Options.Object)
-	return req, nil
+	return req, versioned, nil
 }
 
 // typedOptions returns options with apiVersion and kind set. The API

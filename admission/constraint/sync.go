@@ -166,8 +166,8 @@ func (s *Syncer) syncTemplate(ctx context.Context, u *unstructured.Unstructured)
 		return []error{err}
 	}
 	var errs []error
-	if t.Rego == "" {
-		errs = append(errs, fmt.Errorf("engines %v: only the Rego engine is supported so far", t.Engines))
+	if !t.HasCode() {
+		errs = append(errs, fmt.Errorf("spec.targets: the %s target has no %s or %s code (engines: %v)", AdmissionTarget, EngineRego, EngineCEL, t.Engines))
 	} else if err := s.engine.AddTemplate(ctx, t.Source()); err != nil {
 		errs = append(errs, err)
 	}

@@ -26,11 +26,22 @@ type Template struct {
 	// Engines lists the engines of the admission target's code, e.g.
 	// K8sNativeValidation (CEL) and Rego.
 	Engines []string
+	// CEL is the K8sNativeValidation code's source, CELField its path.
+	CEL      *CELSource
+	CELField string
 }
 
-// Source is the template's Rego as the engine compiles it.
+// Source is the template's code as the engine compiles it. When the
+// template carries both engines, Gatekeeper evaluates the CEL one (its
+// K8sNativeValidation driver is registered first and so has priority:
+// driverForTemplate in frameworks' pkg/client), and so does Gatehouse.
 func (t *Template) Source() TemplateSource {
-	return TemplateSource{Name: t.Name, Kind: t.Kind, Rego: t.Rego, Libs: t.Libs}
+	return TemplateSource{Name: t.Name, Kind: t.Kind, Rego: t.Rego, Libs: t.Libs, CEL: t.CEL, CELField: t.CELField}
+}
+
+// HasCode reports whether the template carries code an engine runs.
+func (t *Template) HasCode() bool {
+	return t.Rego != "" || t.CEL != nil
 }
 
 // ParseTemplate reads a ConstraintTemplate object. Errors name the field.
@@ -73,7 +84,20 @@ func ParseTemplate(u *unstructured.Unstructured) (*Template, error) {
 			c, _ := rawCode.(map[string]any)
 			engine, _ := c["engine"].(string)
 			t.Engines = append(t.Engines, engine)
-			if engine != "Rego" {
+			if engine == EngineCEL {
+				field := fmt.Sprintf("spec.targets[%d].code[%d].source", i, j)
+				source, ok := c["source"].(map[string]any)
+				if !ok {
+					return nil, fmt.Errorf("%s: Required value: the %s code has no source", field, EngineCEL)
+				}
+				src, err := parseCELSource(source)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", field, err)
+				}
+				t.CEL, t.CELField = src, field
+				continue
+			}
+			if engine != EngineRego {
 				continue
 			}
 			rego, _, err := unstructured.NestedString(c, "source", "rego")
@@ -132,6 +156,7 @@ func ParseConstraint(u *unstructured.Unstructured) (*Constraint, error) {
 		}
 	}
 	c.Parameters, _, _ = unstructured.NestedMap(spec, "parameters")
+	c.object = u
 	return c, nil
 }
 

@@ -45,6 +45,39 @@ func TestGatekeeperConstraints(t *testing.T) {
 		}
 	})
 
+	t.Run("allowed repos cover ephemeral containers added by kubectl debug", func(t *testing.T) {
+		inst.mustKubectlIn(t, podWith("debug-me", "app", "registry.example/app:1", ""), "create", "-f", "-")
+		_, stderr, err := inst.kubectl(t, "debug", "-n", "repos-a", "debug-me", "--image=docker.io/busybox:1", "--container=dbg")
+		if err == nil || !strings.Contains(stderr, "[repo-is-registry-example] container <dbg> has an invalid image repo <docker.io/busybox:1>") {
+			t.Errorf("kubectl debug with a disallowed image: err %v, stderr:\n%s", err, stderr)
+		}
+		if _, stderr, err := inst.kubectl(t, "debug", "-n", "repos-a", "debug-me", "--image=registry.example/busybox:1", "--container=dbg-ok"); err != nil {
+			t.Errorf("kubectl debug with an allowed image: %v\n%s", err, stderr)
+		}
+	})
+
+	t.Run("a K8sNativeValidation (CEL) template enforces container limits", func(t *testing.T) {
+		inst.mustKubectlIn(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: limits-a\n  labels:\n    owner: e2e\n", "apply", "-f", "-")
+		for _, tc := range []struct{ name, resources, want string }{
+			{"no limits", "", "[container-must-have-limits] container <app> has no resource limits for cpu and memory"},
+			{"memory over", "limits: {cpu: 500m, memory: 2Gi}", "[container-must-have-limits] container <app> memory limit <2Gi> is higher than the maximum allowed of <1Gi>"},
+			{"cpu over", "limits: {cpu: 1500m, memory: 512Mi}", "[container-must-have-limits] container <app> cpu limit <1500m> is higher than the maximum allowed of <1>"},
+			{"within", "limits: {cpu: 500m, memory: 1024Mi}", ""},
+		} {
+			manifest := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: limited\n  namespace: limits-a\nspec:\n  containers:\n  - name: app\n    image: registry.example/app:1\n    resources: {" + tc.resources + "}\n"
+			_, stderr, err := inst.kubectlIn(t, manifest, "create", "--dry-run=server", "-f", "-")
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("%s: refused: %v\n%s", tc.name, err, stderr)
+			case tc.want != "" && (err == nil || !strings.Contains(stderr, tc.want)):
+				t.Errorf("%s: err %v, stderr:\n%s\nwant %s", tc.name, err, stderr, tc.want)
+			}
+			if strings.Contains(stderr, "Rego twin") {
+				t.Errorf("%s: the template's Rego ran instead of its CEL code:\n%s", tc.name, stderr)
+			}
+		}
+	})
+
 	t.Run("warn and dryrun constraints allow", func(t *testing.T) {
 		_, stderr, err := inst.kubectlIn(t, podWith("ok", "app", "registry.example/app:1", ""), "create", "--dry-run=server", "-f", "-")
 		if err != nil {
