@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/authentication/user"
 )
 
 // benchTemplates are library-like templates a Pod is checked against.
@@ -105,6 +108,79 @@ func BenchmarkCompile(b *testing.B) {
 	b.ReportAllocs()
 	for range b.N {
 		if err := e.AddTemplate(ctx, benchTemplates[1]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchCELTemplates are benchTemplates written for the K8sNativeValidation
+// engine, with the same parameters.
+var benchCELTemplates = []TemplateSource{
+	{Name: "k8srequiredlabels", Kind: "K8sRequiredLabels", CEL: &CELSource{Validations: []CELValidation{{
+		Expression: "variables.params.labels.all(l, has(variables.anyObject.metadata.labels) && l in variables.anyObject.metadata.labels)",
+		Message:    "missing labels"}}}},
+	{Name: "k8sallowedrepos", Kind: "K8sAllowedRepos", CEL: &CELSource{Validations: []CELValidation{{
+		Expression:        "variables.anyObject.spec.containers.all(c, variables.params.repos.exists(r, c.image.startsWith(r)))",
+		MessageExpression: `"container <" + variables.anyObject.spec.containers.filter(c, !variables.params.repos.exists(r, c.image.startsWith(r)))[0].name + "> has an invalid image repo"`}}}},
+	{Name: "k8scontainerlimits", Kind: "K8sContainerLimits", CEL: &CELSource{Validations: []CELValidation{{
+		Expression: "variables.anyObject.spec.containers.all(c, has(c.resources.limits) && 'memory' in c.resources.limits)",
+		Message:    "a container has no memory limit"}}}},
+	{Name: "k8sdisallowedtags", Kind: "K8sDisallowedTags", CEL: &CELSource{Validations: []CELValidation{{
+		Expression: "variables.anyObject.spec.containers.all(c, !variables.params.tags.exists(t, c.image.endsWith(':' + t)))",
+		Message:    "a container uses a disallowed tag"}}}},
+}
+
+// BenchmarkReviewCEL is BenchmarkReview with the templates' CEL code.
+// Each iteration gets fresh attributes, so the object's conversion to a
+// CEL value is paid once per review, as once per request in the API server.
+func BenchmarkReviewCEL(b *testing.B) {
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("constraints=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			e := NewEngine(0)
+			for _, t := range benchCELTemplates {
+				if err := e.AddTemplate(ctx, t); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i := range n {
+				t := benchCELTemplates[i%len(benchCELTemplates)]
+				c := &Constraint{Kind: t.Kind, Name: fmt.Sprintf("c%d", i), Parameters: benchParams(t.Kind),
+					Match: Match{Kinds: []KindSelector{{APIGroups: []string{""}, Kinds: []string{"Pod"}}}}}
+				if err := e.AddConstraint(ctx, c); err != nil {
+					b.Fatal(err)
+				}
+			}
+			review, target := benchPodReview()
+			pod := &unstructured.Unstructured{Object: target.Object}
+			gvr := schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+			attrs := admission.NewAttributesRecord(pod, nil, target.GVK, "bench", "p", gvr, "", admission.Create, nil, false, &user.DefaultInfo{Name: "bench"})
+			fresh := func() *admission.VersionedAttributes {
+				return &admission.VersionedAttributes{Attributes: attrs, VersionedKind: target.GVK, VersionedObject: admission.NewLazyObject(pod)}
+			}
+			target.Attributes = fresh()
+			if v, err := e.Review(ctx, review, target); err != nil || len(v) != 0 {
+				b.Fatalf("Review = %v, %v; want no violation", v, err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				target.Attributes = fresh()
+				if _, err := e.Review(ctx, review, target); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCompileCEL measures compiling one CEL template.
+func BenchmarkCompileCEL(b *testing.B) {
+	ctx := context.Background()
+	e := NewEngine(0)
+	b.ReportAllocs()
+	for range b.N {
+		if err := e.AddTemplate(ctx, benchCELTemplates[1]); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -156,7 +156,7 @@ func ParseConstraint(u *unstructured.Unstructured) (*Constraint, error) {
 		}
 	}
 	c.Parameters, _, _ = unstructured.NestedMap(spec, "parameters")
-	c.object = u
+	c.object = celParams(u.Object)
 	return c, nil
 }
 
