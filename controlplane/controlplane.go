@@ -32,6 +32,8 @@ type ControlPlane struct {
 	Admin *rest.Config
 	// Server is the API server URL.
 	Server string
+	// Constraints is the Gatekeeper engine the admission chain evaluates.
+	Constraints *constraint.Engine
 
 	// ctx lives as long as the API server; ctrlCtx, its child, as long as
 	// the API server's clients (controller-manager, scheduler), which stop
@@ -43,6 +45,9 @@ type ControlPlane struct {
 	done             <-chan struct{}
 	logger           *slog.Logger
 	etcd             *etcd.Embedded
+	// removeOnStop is an ephemeral control plane's directory.
+	removeOnStop string
+	stopOnce     sync.Once
 	errs             chan componentError
 	api, controllers sync.WaitGroup
 }
@@ -67,6 +72,12 @@ func (l Layout) componentKubeconfig(name string) string {
 // ready and the controller-manager and scheduler report healthy. Cancelling
 // ctx stops everything; Wait reports how it ended.
 func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*ControlPlane, error) {
+	return start(ctx, cfg, logger, false)
+}
+
+// start runs the control plane; an ephemeral one is the API server alone
+// (see StartEphemeral).
+func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemeral bool) (*ControlPlane, error) {
 	layout := Layout{DataDir: cfg.DataDir}
 	if err := checkWritable(cfg.DataDir); err != nil {
 		return nil, err
@@ -142,15 +153,32 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Contr
 		return nil, err
 	}
 	deps := admission.Deps{Constraints: engine, Namespaces: syncer.Namespace, Logger: logger}
-	runAPI, err := runAPIServer(apiCtx, apiserverFlags(cfg, bundle, st), cfg.KubeAPIServerArgs, deps)
+	flags := apiserverFlags(cfg, bundle, st)
+	readyz := server + "/readyz"
+	if ephemeral {
+		ephemeralAPIServerFlags(flags)
+		readyz += ephemeralReadyzExclusions
+	}
+	runAPI, err := runAPIServer(apiCtx, flags, cfg.KubeAPIServerArgs, deps)
 	if err != nil {
 		return nil, err
 	}
 	cp.goRun(&cp.api, apiCtx, "kube-apiserver", runAPI)
-	if err := cp.waitHealthy(ctx, "kube-apiserver", admin, server+"/readyz"); err != nil {
+	if err := cp.waitHealthy(ctx, "kube-apiserver", admin, readyz); err != nil {
 		return nil, err
 	}
 	logger.Info("kube-apiserver ready", "url", server)
+	cp.Constraints = engine
+	if ephemeral {
+		if err := ensureSystemPriorityClasses(ctx, admin); err != nil {
+			return nil, err
+		}
+		if err := syncer.Start(apiCtx); err != nil {
+			return nil, fmt.Errorf("gatekeeper constraints: %w", err)
+		}
+		ok = true
+		return cp, nil
+	}
 	runCM, err := runControllerManager(ctrlCtx, controllerManagerFlags(cfg, bundle, cmKubeconfig), cfg.KubeControllerManagerArgs)
 	if err != nil {
 		return nil, err
@@ -273,12 +301,19 @@ const stopTimeout = 4 * time.Second
 // stop cancels the API server's clients, then the API server, then closes
 // etcd, each after the previous has returned (or timed out).
 func (cp *ControlPlane) stop() {
+	cp.stopOnce.Do(cp.stopAll)
+}
+
+func (cp *ControlPlane) stopAll() {
 	cp.ctrlCancel()
 	cp.waitGroup(&cp.controllers, "kube-controller-manager and kube-scheduler")
 	cp.cancel()
 	cp.waitGroup(&cp.api, "kube-apiserver")
 	if cp.etcd != nil {
 		cp.etcd.Close()
+	}
+	if cp.removeOnStop != "" {
+		os.RemoveAll(cp.removeOnStop)
 	}
 }
 

@@ -11,7 +11,9 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -25,7 +27,24 @@ import (
 type Document struct {
 	File   string // path relative to the directory root, slash-separated
 	Index  int    // 1-based position of the document in its file
+	Line   int    // 1-based line where the document starts in its file
 	Object *unstructured.Unstructured
+}
+
+// Mode says what the objects read are for.
+type Mode int
+
+const (
+	// ForApply: objects are server-side applied, so each needs a name.
+	ForApply Mode = iota
+	// ForCreate: objects are created, so metadata.generateName will do.
+	ForCreate
+)
+
+// ReadFile decodes the documents of one file (YAML or JSON) as Load does,
+// for mode. name is how errors name the file.
+func ReadFile(name string, data []byte, mode Mode) ([]Document, []*DocumentError) {
+	return decodeFile(name, data, mode)
 }
 
 // DocumentError names the file and document at fault.
@@ -57,7 +76,7 @@ var (
 // A document that cannot be used is reported as a DocumentError and the rest
 // still load. Index counts only documents that hold something: empty and
 // comment-only documents are skipped and not counted. Line numbers in YAML
-// syntax errors are relative to the start of the document.
+// syntax errors are lines of the file.
 func Load(fsys fs.FS) ([]Document, []*DocumentError) {
 	var docs []Document
 	var errs []*DocumentError
@@ -66,7 +85,7 @@ func Load(fsys fs.FS) ([]Document, []*DocumentError) {
 			errs = append(errs, &DocumentError{File: name, Err: err})
 			return
 		}
-		d, e := decodeFile(name, data)
+		d, e := decodeFile(name, data, ForApply)
 		docs = append(docs, d...)
 		errs = append(errs, e...)
 	})
@@ -134,11 +153,14 @@ func pathErr(err error) error {
 }
 
 // decodeFile splits a file into its YAML documents (JSON is YAML too) and decodes each.
-func decodeFile(name string, data []byte) ([]Document, []*DocumentError) {
+func decodeFile(name string, data []byte, mode Mode) ([]Document, []*DocumentError) {
 	var docs []Document
 	var errs []*DocumentError
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	index := 0
+	// offset is where the reader is in data: each document it returns is
+	// the next occurrence of its bytes, which gives its first line.
+	offset := 0
 	for {
 		raw, err := r.Read()
 		if err == io.EOF {
@@ -154,16 +176,21 @@ func decodeFile(name string, data []byte) ([]Document, []*DocumentError) {
 			}
 			break
 		}
-		objs, objErrs := decodeDocument(raw)
+		line := 1
+		if i := bytes.Index(data[offset:], raw); i >= 0 {
+			line = bytes.Count(data[:offset+i], []byte("\n")) + 1
+			offset += i + len(raw)
+		}
+		objs, objErrs := decodeDocument(raw, mode)
 		if objs == nil && objErrs == nil {
 			continue // empty or only comments
 		}
 		index++
 		for _, obj := range objs {
-			docs = append(docs, Document{File: name, Index: index, Object: obj})
+			docs = append(docs, Document{File: name, Index: index, Line: line, Object: obj})
 		}
 		for _, err := range objErrs {
-			errs = append(errs, &DocumentError{File: name, Index: index, Err: err})
+			errs = append(errs, &DocumentError{File: name, Index: index, Err: fileLines(err, line)})
 		}
 	}
 	return docs, errs
@@ -171,7 +198,7 @@ func decodeFile(name string, data []byte) ([]Document, []*DocumentError) {
 
 // decodeDocument decodes one YAML document into the objects it holds: none if
 // it is empty, the items of a List, or else the document itself.
-func decodeDocument(raw []byte) ([]*unstructured.Unstructured, []error) {
+func decodeDocument(raw []byte, mode Mode) ([]*unstructured.Unstructured, []error) {
 	j, err := yaml.YAMLToJSON(raw)
 	if err != nil {
 		return nil, []error{err}
@@ -188,7 +215,7 @@ func decodeDocument(raw []byte) ([]*unstructured.Unstructured, []error) {
 		return nil, []error{errors.New("not an object: want a mapping with apiVersion, kind and metadata")}
 	}
 	obj := &unstructured.Unstructured{Object: m}
-	if err := validate(obj); err != nil {
+	if err := validate(obj, mode); err != nil {
 		return nil, []error{err}
 	}
 	if obj.GetKind() != "List" {
@@ -208,7 +235,7 @@ func decodeDocument(raw []byte) ([]*unstructured.Unstructured, []error) {
 			continue
 		}
 		obj := &unstructured.Unstructured{Object: im}
-		if err := validate(obj); err != nil {
+		if err := validate(obj, mode); err != nil {
 			errs = append(errs, fmt.Errorf("item %d: %w", i+1, err))
 			continue
 		}
@@ -221,7 +248,7 @@ func decodeDocument(raw []byte) ([]*unstructured.Unstructured, []error) {
 }
 
 // validate checks what server-side apply needs to place an object.
-func validate(obj *unstructured.Unstructured) error {
+func validate(obj *unstructured.Unstructured, mode Mode) error {
 	apiVersion := obj.GetAPIVersion()
 	if apiVersion == "" {
 		return errors.New("apiVersion is missing")
@@ -236,6 +263,9 @@ func validate(obj *unstructured.Unstructured) error {
 		return nil // a List has no name; its items are checked one by one
 	}
 	if obj.GetName() == "" {
+		if obj.GetGenerateName() != "" && mode == ForCreate {
+			return nil
+		}
 		if obj.GetGenerateName() != "" {
 			return errors.New("metadata.generateName is not supported: server-side apply needs metadata.name")
 		}
@@ -258,4 +288,21 @@ func hashDir(fsys fs.FS) string {
 		h.Write(data)
 	})
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// yamlLine matches the line a YAML syntax error names, counted from the
+// start of its document.
+var yamlLine = regexp.MustCompile(`\bline (\d+)\b`)
+
+// fileLines rewrites the line numbers of a YAML syntax error in a document
+// that starts at line start into lines of the file.
+func fileLines(err error, start int) error {
+	msg := err.Error()
+	if start <= 1 || !strings.HasPrefix(msg, "yaml: ") && !strings.Contains(msg, "converting YAML to JSON") {
+		return err
+	}
+	return errors.New(yamlLine.ReplaceAllStringFunc(msg, func(m string) string {
+		n, _ := strconv.Atoi(m[len("line "):])
+		return fmt.Sprintf("line %d", n+start-1)
+	}))
 }

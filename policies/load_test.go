@@ -104,7 +104,7 @@ func TestLoad(t *testing.T) {
 				"---\n" + configMap("last"))},
 		wantDocs: []string{"bad.yaml#1 ConfigMap/first", "bad.yaml#9 ConfigMap/last"},
 		wantErrs: []string{
-			"bad.yaml#2: yaml: line 4: mapping values are not allowed",
+			"bad.yaml#2: yaml: line 9: mapping values are not allowed",
 			"bad.yaml#3: apiVersion is missing",
 			"bad.yaml#4: kind is missing",
 			"bad.yaml#5: metadata.name is missing",
