@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,12 +43,14 @@ type ControlPlane struct {
 	ctx, ctrlCtx       context.Context
 	cancel, ctrlCancel context.CancelFunc
 	// done is closed when the caller's context is cancelled.
-	done             <-chan struct{}
-	logger           *slog.Logger
-	etcd             *etcd.Embedded
+	done   <-chan struct{}
+	logger *slog.Logger
+	etcd   *etcd.Embedded
 	// removeOnStop is an ephemeral control plane's directory.
 	removeOnStop string
-	stopOnce     sync.Once
+	// stopTimeout bounds the wait for each group of components to stop.
+	stopTimeout      time.Duration
+	stopOnce         sync.Once
 	errs             chan componentError
 	api, controllers sync.WaitGroup
 }
@@ -116,6 +119,10 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", layout.Kubeconfig(), err)
 	}
+	// The in-process clients (constraint syncer, audit, policy loader)
+	// talk to an API server in this process: client-go's default 5 QPS
+	// made each of their steps wait 200 ms.
+	admin.QPS, admin.Burst = -1, -1
 
 	// The components' contexts are not children of the caller's: stop
 	// cancels them in order once the caller's is done.
@@ -173,7 +180,9 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 		if err := ensureSystemPriorityClasses(ctx, admin); err != nil {
 			return nil, err
 		}
-		if err := syncer.Start(apiCtx); err != nil {
+		// On the clients' context, which stops before the API server's:
+		// open watches would hold up its shutdown.
+		if err := syncer.Start(ctrlCtx); err != nil {
 			return nil, fmt.Errorf("gatekeeper constraints: %w", err)
 		}
 		ok = true
@@ -310,7 +319,11 @@ func (cp *ControlPlane) stopAll() {
 	cp.cancel()
 	cp.waitGroup(&cp.api, "kube-apiserver")
 	if cp.etcd != nil {
-		cp.etcd.Close()
+		// etcd closes its gRPC servers gracefully, waiting on streams
+		// of an API server that has not returned yet, if it timed out.
+		var closed sync.WaitGroup
+		closed.Go(cp.etcd.Close)
+		cp.waitGroup(&closed, "etcd")
 	}
 	if cp.removeOnStop != "" {
 		os.RemoveAll(cp.removeOnStop)
@@ -318,12 +331,17 @@ func (cp *ControlPlane) stopAll() {
 }
 
 func (cp *ControlPlane) waitGroup(group *sync.WaitGroup, what string) {
+	timeout := cmp.Or(cp.stopTimeout, stopTimeout)
 	done := make(chan struct{})
 	go func() { group.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(stopTimeout):
-		cp.logger.Warn(what+" did not stop in time; going on", "timeout", stopTimeout)
+	case <-time.After(timeout):
+		level := slog.LevelWarn
+		if cp.removeOnStop != "" {
+			level = slog.LevelDebug // expected, see StartEphemeral
+		}
+		cp.logger.Log(context.Background(), level, what+" did not stop in time; going on", "timeout", timeout)
 	}
 }
 

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"time"
 
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -46,6 +49,7 @@ func StartEphemeral(ctx context.Context, dir string, logger *slog.Logger, args [
 		return nil, fmt.Errorf("%w (log: %s)", err, Layout{DataDir: dir}.LogDir())
 	}
 	cp.removeOnStop = dir
+	cp.stopTimeout = ephemeralStopTimeout
 	return cp, nil
 }
 
@@ -54,6 +58,32 @@ func StartEphemeral(ctx context.Context, dir string, logger *slog.Logger, args [
 func (cp *ControlPlane) Close() {
 	cp.stop()
 }
+
+// CloseKeepingLog is Close, except that an ephemeral control plane's log
+// directory stays; it returns the log directory.
+func (cp *ControlPlane) CloseKeepingLog() string {
+	dir := cp.removeOnStop
+	cp.removeOnStop = ""
+	cp.stop()
+	if dir == "" {
+		return ""
+	}
+	logs := Layout{DataDir: dir}.LogDir()
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if p := filepath.Join(dir, e.Name()); p != logs {
+			os.RemoveAll(p)
+		}
+	}
+	return logs
+}
+
+// ephemeralStopTimeout is how long Close waits for each group of
+// components. The API server's graceful shutdown waits a second or more for
+// its clients' HTTP/2 connections to go; an ephemeral control plane is
+// closed when its process is about to exit, and its storage is thrown
+// away, so that wait is not worth it.
+const ephemeralStopTimeout = 150 * time.Millisecond
 
 // ephemeralAPIServerFlags changes the flags of `up` for StartEphemeral.
 func ephemeralAPIServerFlags(m flagMap) {

@@ -29,7 +29,7 @@ const FieldManager = "gatehouse"
 
 const (
 	establishTimeout = 30 * time.Second
-	establishPoll    = 200 * time.Millisecond
+	establishPoll    = 10 * time.Millisecond
 )
 
 // Applier applies the policy files of one directory to an API server.
@@ -49,6 +49,12 @@ type Result struct {
 // NewApplier returns an Applier for the files in dir, talking to the API
 // server of cfg. A nil logger means slog.Default().
 func NewApplier(cfg *rest.Config, dir string, logger *slog.Logger) (*Applier, error) {
+	if cfg.QPS == 0 {
+		// kubectl's rate, not client-go's 5 QPS, at which every apply
+		// past the first few waited 200 ms.
+		cfg = rest.CopyConfig(cfg)
+		cfg.QPS, cfg.Burst = 50, 300
+	}
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return nil, err
@@ -303,7 +309,15 @@ func (a *Applier) waitConstraintCRDs(ctx context.Context, templates []applied, f
 		crdRef.doc.Object.SetName(name)
 		if err := a.waitEstablished(waitCtx, crdRef); err != nil {
 			fail(ap.doc, fmt.Errorf("%s: its constraint CRD: %w", ap.ref, err))
+			continue
 		}
+		// Established comes a moment before the resource is served;
+		// constraints applied in between would get a 404.
+		gvr := schema.GroupVersionResource{Group: "constraints.gatekeeper.sh", Version: "v1beta1", Resource: strings.ToLower(kind)}
+		_ = wait.PollUntilContextCancel(waitCtx, establishPoll, true, func(ctx context.Context) (bool, error) {
+			_, err := a.client.Resource(gvr).List(ctx, metav1.ListOptions{Limit: 1})
+			return err == nil, nil
+		})
 	}
 	a.mapper.ResetWithContext(ctx)
 }

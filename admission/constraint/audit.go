@@ -134,9 +134,7 @@ func NewAuditor(cfg *rest.Config, engine *Engine, namespaces NamespaceLookup, lo
 	// noise here. And a pass makes a burst of requests.
 	cfg.WarningHandler = rest.NoWarnings{}
 	cfg.WarningHandlerWithContext = nil
-	if cfg.QPS == 0 {
-		cfg.QPS, cfg.Burst = 50, 100
-	}
+	cfg = withClientRate(cfg)
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -605,4 +603,17 @@ func objectName(namespace, name string) string {
 		return name
 	}
 	return namespace + "/" + name
+}
+
+// withClientRate gives a config without a rate of its own kubectl's
+// (50 QPS, burst 300) instead of client-go's 5 QPS: syncing or auditing a
+// cluster makes bursts of requests, and at 5 QPS each one past the burst
+// waits 200 ms.
+func withClientRate(cfg *rest.Config) *rest.Config {
+	if cfg.QPS != 0 {
+		return cfg
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = 50, 300
+	return cfg
 }

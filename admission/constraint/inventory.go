@@ -366,7 +366,7 @@ func (s *Syncer) startInventory(ctx context.Context) error {
 
 	syncCtx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	if !cache.WaitForCacheSync(syncCtx.Done(), configs.HasSynced, syncSets.HasSynced) {
+	if !waitForSync(syncCtx, configs.HasSynced, syncSets.HasSynced) {
 		return errors.New("Config and SyncSets did not sync")
 	}
 	want := v.desired()
@@ -478,7 +478,7 @@ func (v *inventorySyncer) reconcile(ctx context.Context, want map[schema.GroupVe
 	syncCtx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	for _, gvk := range started {
-		if !cache.WaitForCacheSync(syncCtx.Done(), v.watches[gvk].synced) {
+		if !waitForSync(syncCtx, v.watches[gvk].synced) {
 			logger.Warn("data.inventory not filled in time: referential policies may miss objects", "gvk", gvk.String(), "timeout", syncTimeout)
 		}
 	}

@@ -49,10 +49,27 @@ type Syncer struct {
 	// generations are the template generations already handled, so the
 	// status updates this syncer writes do not trigger it again.
 	generations map[string]int64
+
+	// Templates are handled concurrently, each by its own worker: making a
+	// constraint CRD waits ~0.2 s on the API server, which one after the
+	// other added up to seconds for a directory of templates. latest is the
+	// newest event per template not yet handled (a worker handles only the
+	// newest, as a level-triggered controller does); working marks the
+	// templates with a worker; inflight counts the workers.
+	latest   map[string]templateEvent
+	working  map[string]bool
+	inflight sync.WaitGroup
+}
+
+// templateEvent is a template's newest state: the object, or deleted.
+type templateEvent struct {
+	obj     any
+	deleted bool
 }
 
 // NewSyncer returns a syncer for the cluster cfg points at.
 func NewSyncer(cfg *rest.Config, engine *Engine, logger *slog.Logger) (*Syncer, error) {
+	cfg = withClientRate(cfg)
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -69,7 +86,8 @@ func NewSyncer(cfg *rest.Config, engine *Engine, logger *slog.Logger) (*Syncer, 
 		logger = slog.Default()
 	}
 	return &Syncer{engine: engine, dyn: dyn, crds: crds, kube: kube, logger: logger,
-		watches: map[string]context.CancelFunc{}, generations: map[string]int64{}}, nil
+		watches: map[string]context.CancelFunc{}, generations: map[string]int64{},
+		latest: map[string]templateEvent{}, working: map[string]bool{}}, nil
 }
 
 // syncTimeout bounds the initial sync and each CRD becoming established.
@@ -95,9 +113,9 @@ func (s *Syncer) Start(ctx context.Context) error {
 	// handler has processed the initial list: templates compiled and their
 	// constraints loaded, which is what "ready" promises.
 	templatesHandled, err := templates.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { s.templateChanged(ctx, obj) },
-		UpdateFunc: func(_, obj any) { s.templateChanged(ctx, obj) },
-		DeleteFunc: func(obj any) { s.templateDeleted(ctx, obj) },
+		AddFunc:    func(obj any) { s.enqueue(ctx, obj, false) },
+		UpdateFunc: func(_, obj any) { s.enqueue(ctx, obj, false) },
+		DeleteFunc: func(obj any) { s.enqueue(ctx, obj, true) },
 	})
 	if err != nil {
 		return err
@@ -106,15 +124,32 @@ func (s *Syncer) Start(ctx context.Context) error {
 
 	syncCtx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	if !cache.WaitForCacheSync(syncCtx.Done(), nsInformer.HasSynced, templatesHandled.HasSynced) {
+	if !waitForSync(syncCtx, nsInformer.HasSynced, templatesHandled.HasSynced) {
 		return errors.New("ConstraintTemplates and Namespaces did not sync")
 	}
+	// The handler has queued every template; wait until they are handled.
+	s.inflight.Wait()
 	s.logger.Debug("constraint syncer: templates and constraints loaded")
 	if err := s.startInventory(ctx); err != nil {
 		return fmt.Errorf("data.inventory: %w", err)
 	}
 	s.logger.Debug("constraint syncer: inventory filled")
 	return nil
+}
+
+// waitForSync is cache.WaitForCacheSync without its 100 ms poll, which
+// start-up and every new template would otherwise wait out: the checks are
+// cheap, so they are polled every few milliseconds.
+func waitForSync(ctx context.Context, synced ...cache.InformerSynced) bool {
+	err := wait.PollUntilContextCancel(ctx, 5*time.Millisecond, true, func(context.Context) (bool, error) {
+		for _, ok := range synced {
+			if !ok() {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	return err == nil
 }
 
 // Namespace returns a Namespace as Rego and spec.match see it, or nil.
@@ -132,6 +167,46 @@ func (s *Syncer) Namespace(name string) map[string]any {
 	}
 	m["apiVersion"], m["kind"] = "v1", "Namespace"
 	return m
+}
+
+// enqueue hands a template event to the template's worker, starting one
+// if there is none.
+func (s *Syncer) enqueue(ctx context.Context, obj any, deleted bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return
+	}
+	name := u.GetName()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latest[name] = templateEvent{obj: obj, deleted: deleted}
+	if s.working[name] {
+		return
+	}
+	s.working[name] = true
+	s.inflight.Add(1)
+	go func() {
+		defer s.inflight.Done()
+		for {
+			s.mu.Lock()
+			ev, ok := s.latest[name]
+			delete(s.latest, name)
+			if !ok {
+				delete(s.working, name)
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Unlock()
+			if ev.deleted {
+				s.templateDeleted(ctx, ev.obj)
+			} else {
+				s.templateChanged(ctx, ev.obj)
+			}
+		}
+	}()
 }
 
 func (s *Syncer) templateChanged(ctx context.Context, obj any) {
@@ -234,7 +309,7 @@ func (s *Syncer) watchConstraints(ctx context.Context, kind string) error {
 	factory.Start(watchCtx.Done())
 	syncCtx, syncCancel := context.WithTimeout(ctx, syncTimeout)
 	defer syncCancel()
-	if !cache.WaitForCacheSync(syncCtx.Done(), handled.HasSynced) {
+	if !waitForSync(syncCtx, handled.HasSynced) {
 		cancel()
 		return fmt.Errorf("constraints of kind %s did not sync", kind)
 	}
@@ -345,7 +420,7 @@ func (s *Syncer) ensureCRD(ctx context.Context, crd *apiextensionsv1.CustomResou
 	if err != nil {
 		return err
 	}
-	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, syncTimeout, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, syncTimeout, true, func(ctx context.Context) (bool, error) {
 		got, err := client.Get(ctx, crd.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -366,7 +441,7 @@ func (s *Syncer) ensureCRD(ctx context.Context, crd *apiextensionsv1.CustomResou
 	// succeeds, so the informers started next sync at once.
 	gvr := schema.GroupVersionResource{Group: crd.Spec.Group, Version: crd.Spec.Versions[0].Name, Resource: crd.Spec.Names.Plural}
 	var listErr error
-	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, syncTimeout, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, syncTimeout, true, func(ctx context.Context) (bool, error) {
 		_, listErr = s.dyn.Resource(gvr).List(ctx, metav1.ListOptions{Limit: 1})
 		return listErr == nil, nil
 	})

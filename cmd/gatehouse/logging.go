@@ -16,7 +16,7 @@ import (
 // <logDir>/gatehouse.log, and Gatehouse's own slog records to the terminal
 // (info and up) and to the same file, so the file tells the whole story in
 // order and the terminal only what a user acts on.
-func setupLogging(logDir string, verbosity int, terminal io.Writer) (*slog.Logger, string, error) {
+func setupLogging(logDir string, verbosity int, terminal io.Writer, terminalLevel slog.Level) (*slog.Logger, string, error) {
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
 		return nil, "", fmt.Errorf("creating log directory: %w", err)
 	}
@@ -44,7 +44,7 @@ func setupLogging(logDir string, verbosity int, terminal io.Writer) (*slog.Logge
 	klog.SetOutput(file)
 
 	logger := slog.New(slog.NewMultiHandler(
-		slog.NewTextHandler(terminal, &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: dropTime}),
+		slog.NewTextHandler(terminal, &slog.HandlerOptions{Level: terminalLevel, ReplaceAttr: dropTime}),
 		slog.NewJSONHandler(file, &slog.HandlerOptions{Level: slog.LevelDebug}),
 	))
 	return logger, path, nil

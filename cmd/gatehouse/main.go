@@ -39,7 +39,7 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newUpCommand(), newAuditCommand(), newKubeconfigCommand(), newVersionCommand())
+	root.AddCommand(newUpCommand(), newCheckCommand(), newAuditCommand(), newKubeconfigCommand(), newVersionCommand())
 	return root
 }
 

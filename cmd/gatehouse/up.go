@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -61,7 +62,7 @@ func up(cmd *cobra.Command, cfg *config.Config, verbosity int) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir %s is not writable: %w", cfg.DataDir, err)
 	}
-	logger, logPath, err := setupLogging(layout.LogDir(), verbosity, cmd.ErrOrStderr())
+	logger, logPath, err := setupLogging(layout.LogDir(), verbosity, cmd.ErrOrStderr(), slog.LevelInfo)
 	if err != nil {
 		return fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}

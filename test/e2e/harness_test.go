@@ -434,9 +434,21 @@ func poll(t *testing.T, timeout time.Duration, cond func() error) {
 // returns its output and exit code.
 func runGatehouse(t *testing.T, timeout time.Duration, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runGatehouseWith(t, timeout, "", args...)
+}
+
+// runGatehouseIn is runGatehouse with stdin.
+func runGatehouseIn(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	return runGatehouseWith(t, 2*time.Minute, stdin, args...)
+}
+
+func runGatehouseWith(t *testing.T, timeout time.Duration, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, gatehouseBin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Env = append(os.Environ(), "KUBECONFIG=")
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

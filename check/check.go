@@ -1,0 +1,509 @@
+package check
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+)
+
+// Verdict is what admission made of one object.
+type Verdict string
+
+const (
+	Allowed Verdict = "ALLOWED"
+	Warned  Verdict = "WARNED" // allowed, with warnings
+	Denied  Verdict = "DENIED"
+	// Invalid: refused by the API's own validation (the object's schema),
+	// not by a policy.
+	Invalid Verdict = "INVALID"
+	// Error: the object could not be checked (unknown kind, a namespace
+	// that could not be made, the API server failing).
+	Error Verdict = "ERROR"
+)
+
+// Finding is one policy, binding, constraint or webhook that spoke.
+type Finding struct {
+	// Kind is what spoke: ValidatingAdmissionPolicy, Constraint,
+	// ValidatingWebhook, MutatingWebhook, or Admission for an upstream
+	// plugin that names no policy.
+	Kind string `json:"kind"`
+	// Name of the policy, constraint or webhook; Binding for a
+	// ValidatingAdmissionPolicy.
+	Name    string `json:"name,omitempty"`
+	Binding string `json:"binding,omitempty"`
+	// Action: deny or warn.
+	Action  string `json:"action"`
+	Message string `json:"message"`
+}
+
+// Result is the check of one object.
+type Result struct {
+	Source    string    `json:"source"`
+	Kind      string    `json:"kind"`
+	Namespace string    `json:"namespace,omitempty"`
+	Name      string    `json:"name"`
+	Operation string    `json:"operation"`
+	Verdict   Verdict   `json:"verdict"`
+	Findings  []Finding `json:"findings,omitempty"`
+	// Message is the API server's whole answer when it refused the object.
+	Message string `json:"message,omitempty"`
+	// Mutations is a unified diff of what the mutating chain changed,
+	// when asked for (Options.ShowMutations).
+	Mutations string        `json:"mutations,omitempty"`
+	Duration  time.Duration `json:"-"`
+}
+
+// Object names the result's object as kubectl does: Kind namespace/name.
+func (r Result) Object() string {
+	if r.Namespace == "" {
+		return r.Kind + " " + r.Name
+	}
+	return r.Kind + " " + r.Namespace + "/" + r.Name
+}
+
+// Options are the checker's settings.
+type Options struct {
+	// NamespaceLabels are the labels of namespaces the objects name, so
+	// that namespaceSelectors select as they would in the cluster.
+	NamespaceLabels map[string]map[string]string
+	// ShowMutations records the diff the mutating chain made.
+	ShowMutations bool
+}
+
+// Checker sends objects through an API server's admission chain with
+// server-side dry-run.
+type Checker struct {
+	dyn    dynamic.Interface
+	client kubernetes.Interface
+	mapper *restmapper.DeferredDiscoveryRESTMapper
+	opts   Options
+	// created are the namespaces Prepare made.
+	created map[string]bool
+	// baseline are the inputs as stored without the policies, by source
+	// and object (see Baseline).
+	baseline map[string]*unstructured.Unstructured
+}
+
+// NewChecker returns a checker for the API server of cfg; cfg must be
+// allowed to create namespaces, service accounts and the objects.
+func NewChecker(cfg *rest.Config, opts Options) (*Checker, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.WarningHandlerWithContext = warningCollector{}
+	// Checks run one after another as fast as the server answers.
+	cfg.QPS, cfg.Burst = -1, -1
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Checker{
+		dyn:      dyn,
+		client:   client,
+		mapper:   restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
+		opts:     opts,
+		created:  map[string]bool{},
+		baseline: map[string]*unstructured.Unstructured{},
+	}, nil
+}
+
+// mapping finds the resource of obj's kind, rediscovering once when the
+// kind is new (policies may have added CRDs).
+func (c *Checker) mapping(obj *unstructured.Unstructured) (*meta.RESTMapping, error) {
+	gvk := obj.GroupVersionKind()
+	m, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if meta.IsNoMatchError(err) {
+		c.mapper.Reset()
+		m, err = c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	}
+	if meta.IsNoMatchError(err) {
+		return nil, fmt.Errorf("unknown kind %s (apiVersion %s): the API server serves no such resource: %w", gvk.Kind, gvk.GroupVersion(), err)
+	}
+	return m, err
+}
+
+// normalize gives namespaced objects kubectl's default namespace.
+func (c *Checker) normalize(obj *unstructured.Unstructured) (*meta.RESTMapping, error) {
+	m, err := c.mapping(obj)
+	if err != nil {
+		return nil, err
+	}
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		if obj.GetNamespace() == "" {
+			obj.SetNamespace(metav1.NamespaceDefault)
+		}
+	} else {
+		obj.SetNamespace("")
+	}
+	return m, nil
+}
+
+// Prepare makes what the checks rely on, before the policies are in
+// place (so that policies do not judge the set-up): the namespaces that
+// inputs and existing objects name, with their labels and default
+// ServiceAccount, and the existing objects, which the inputs that match
+// them then update. Namespace objects among the inputs are not made here;
+// Run checks them first and makes them if other inputs need them.
+func (c *Checker) Prepare(ctx context.Context, inputs, existing []Input) error {
+	defined := map[string]bool{}
+	for _, in := range inputs {
+		if isNamespace(in.Object) {
+			defined[in.Object.GetName()] = true
+		}
+	}
+	needed := map[string]bool{}
+	for ns := range c.opts.NamespaceLabels {
+		needed[ns] = true
+	}
+	for _, set := range [][]Input{existing, inputs} {
+		for _, in := range set {
+			if isNamespace(in.Object) {
+				continue
+			}
+			if _, err := c.normalize(in.Object); err != nil {
+				// A kind the policies may define (a CRD): its
+				// namespace, if it names one, is made all the same.
+				if ns := in.Object.GetNamespace(); ns != "" {
+					needed[ns] = true
+				}
+				continue
+			}
+			if ns := in.Object.GetNamespace(); ns != "" {
+				needed[ns] = true
+			}
+		}
+	}
+	for _, e := range existing {
+		if isNamespace(e.Object) {
+			needed[e.Object.GetName()] = true
+		}
+	}
+	for _, ns := range slices.Sorted(maps.Keys(needed)) {
+		if defined[ns] {
+			continue
+		}
+		if err := c.ensureNamespace(ctx, ns, c.opts.NamespaceLabels[ns]); err != nil {
+			return err
+		}
+	}
+	for _, e := range existing {
+		if isNamespace(e.Object) {
+			continue // made above, with --namespace-labels
+		}
+		m, err := c.normalize(e.Object)
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.Source, err)
+		}
+		obj := e.Object.DeepCopy()
+		if _, err := c.dyn.Resource(m.Resource).Namespace(obj.GetNamespace()).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("%s: creating existing %s %s: %w", e.Source, obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	byKey := map[string]*unstructured.Unstructured{}
+	for _, e := range existing {
+		byKey[objectKey(e.Object)] = e.Object
+	}
+	for i := range inputs {
+		if old, ok := byKey[objectKey(inputs[i].Object)]; ok {
+			inputs[i].Old = old
+		}
+	}
+	return nil
+}
+
+// UnknownKinds lists, by source, the inputs whose kind the API server
+// does not serve.
+func (c *Checker) UnknownKinds(inputs []Input) []error {
+	var errs []error
+	for _, in := range inputs {
+		if _, err := c.mapping(in.Object); err != nil && meta.IsNoMatchError(errors.Unwrap(err)) {
+			errs = append(errs, fmt.Errorf("%s: %w", in.Source, err))
+		}
+	}
+	return errs
+}
+
+func isNamespace(u *unstructured.Unstructured) bool {
+	gvk := u.GroupVersionKind()
+	return gvk.Group == "" && gvk.Kind == "Namespace"
+}
+
+// ensureNamespace makes namespace ns with labels, and its default
+// ServiceAccount: there is no controller-manager to make it, and the
+// ServiceAccount admission plugin refuses pods without it.
+func (c *Checker) ensureNamespace(ctx context.Context, ns string, labels map[string]string) error {
+	_, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", ns, err)
+	}
+	if apierrors.IsAlreadyExists(err) && len(labels) > 0 {
+		existing, err := c.client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("namespace %s: %w", ns, err)
+		}
+		if existing.Labels == nil {
+			existing.Labels = map[string]string{}
+		}
+		maps.Copy(existing.Labels, labels)
+		if _, err := c.client.CoreV1().Namespaces().Update(ctx, existing, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("labelling namespace %s: %w", ns, err)
+		}
+	}
+	c.created[ns] = true
+	return c.ensureServiceAccount(ctx, ns)
+}
+
+func (c *Checker) ensureServiceAccount(ctx context.Context, ns string) error {
+	_, err := c.client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the default ServiceAccount of namespace %s: %w", ns, err)
+	}
+	return nil
+}
+
+// Run checks every input, Namespaces first, in input order otherwise.
+// A Namespace that other inputs live in is then made for real (after its
+// check), so that they can be checked in it.
+func (c *Checker) Run(ctx context.Context, inputs []Input) []Result {
+	needed := map[string]bool{}
+	for _, in := range inputs {
+		if !isNamespace(in.Object) {
+			if ns := in.Object.GetNamespace(); ns != "" {
+				needed[ns] = true
+			}
+		}
+	}
+	results := make([]Result, len(inputs))
+	order := make([]int, len(inputs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		return isNamespace(inputs[order[a]].Object) && !isNamespace(inputs[order[b]].Object)
+	})
+	refused := map[string]string{}
+	for _, i := range order {
+		in := inputs[i]
+		if ns := in.Object.GetNamespace(); ns != "" && refused[ns] != "" && !isNamespace(in.Object) {
+			results[i] = resultFor(in, "")
+			results[i].Verdict = Error
+			results[i].Message = fmt.Sprintf("namespace %s is not there: its Namespace object was %s", ns, refused[ns])
+			continue
+		}
+		results[i] = c.Check(ctx, in)
+		if isNamespace(in.Object) && needed[in.Object.GetName()] && !c.created[in.Object.GetName()] {
+			if results[i].Verdict == Denied || results[i].Verdict == Invalid || results[i].Verdict == Error {
+				refused[in.Object.GetName()] = strings.ToLower(string(results[i].Verdict))
+				continue
+			}
+			// Made for real as the input says, so namespaceSelectors
+			// see its labels.
+			if _, err := c.client.CoreV1().Namespaces().Create(ctx, namespaceFrom(in.Object), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				refused[in.Object.GetName()] = "not created: " + err.Error()
+				continue
+			}
+			c.created[in.Object.GetName()] = true
+			if err := c.ensureServiceAccount(ctx, in.Object.GetName()); err != nil {
+				refused[in.Object.GetName()] = err.Error()
+			}
+		}
+	}
+	return results
+}
+
+func namespaceFrom(u *unstructured.Unstructured) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), Labels: u.GetLabels(), Annotations: u.GetAnnotations()}}
+}
+
+// dryRun sends in with server-side dry-run: a create, or an update of
+// in.Old; warnings collects the warnings of the request.
+func (c *Checker) dryRun(ctx context.Context, in Input, warnings *warningList) (*unstructured.Unstructured, error) {
+	m, err := c.normalize(in.Object)
+	if err != nil {
+		return nil, err
+	}
+	obj := in.Object.DeepCopy()
+	ctx = context.WithValue(ctx, warningsKey{}, warnings)
+	resource := c.dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
+	var out *unstructured.Unstructured
+	// A parameter resource or a policy's informer that has just started
+	// may not have synced yet; upstream then fails the request with "not
+	// yet synced". That is start-up, not the policy's verdict: retry.
+	for attempt := 0; ; attempt++ {
+		warnings.reset()
+		if in.Old != nil {
+			live, gerr := resource.Get(ctx, obj.GetName(), metav1.GetOptions{})
+			if gerr != nil {
+				err = gerr
+			} else {
+				obj.SetResourceVersion(live.GetResourceVersion())
+				out, err = resource.Update(ctx, obj, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+			}
+		} else {
+			out, err = resource.Create(ctx, obj, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		}
+		if err == nil || attempt >= 20 || !strings.Contains(err.Error(), "not yet synced") {
+			return out, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func resultFor(in Input, op string) Result {
+	if op == "" {
+		op = "CREATE"
+		if in.Old != nil {
+			op = "UPDATE"
+		}
+	}
+	return Result{Source: in.Source, Kind: in.Object.GetKind(), Namespace: in.Object.GetNamespace(), Name: nameOf(in.Object), Operation: op}
+}
+
+func nameOf(u *unstructured.Unstructured) string {
+	if u.GetName() == "" && u.GetGenerateName() != "" {
+		return u.GetGenerateName() + "*"
+	}
+	return u.GetName()
+}
+
+// Check sends one object with server-side dry-run: a create, or an update
+// of in.Old.
+func (c *Checker) Check(ctx context.Context, in Input) (res Result) {
+	start := time.Now()
+	res = resultFor(in, "")
+	defer func() { res.Duration = time.Since(start) }()
+	if _, err := c.normalize(in.Object); err != nil {
+		res.Verdict, res.Message = Error, err.Error()
+		return res
+	}
+	res.Namespace = in.Object.GetNamespace()
+	warnings := &warningList{}
+	out, err := c.dryRun(ctx, in, warnings)
+	res.Findings = append(res.Findings, warningFindings(warnings.list())...)
+	if err != nil {
+		classify(&res, err)
+		return res
+	}
+	res.Verdict = Allowed
+	if len(warnings.list()) > 0 {
+		res.Verdict = Warned
+	}
+	if c.opts.ShowMutations {
+		if base := c.baseline[in.Source+"\x00"+objectKey(in.Object)]; base != nil {
+			res.Mutations = mutationDiff(base, out)
+		}
+	}
+	return res
+}
+
+// Baseline dry-runs every input once before the policies are applied and
+// keeps what the API server would have stored, so that a later Check with
+// ShowMutations shows what the policies changed (mutating admission
+// policies, mutating webhooks, Gatekeeper mutators) apart from the
+// defaults and upstream plugins that touch every object anyway.
+func (c *Checker) Baseline(ctx context.Context, inputs []Input) {
+	if !c.opts.ShowMutations {
+		return
+	}
+	for _, in := range inputs {
+		out, err := c.dryRun(ctx, in, &warningList{})
+		if err == nil {
+			c.baseline[in.Source+"\x00"+objectKey(in.Object)] = out
+		}
+	}
+}
+
+// classify reads a refusal: a policy's denial, the object's own
+// validation, or something else.
+func classify(res *Result, err error) {
+	res.Message = err.Error()
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		res.Verdict = Error
+		return
+	}
+	s := status.Status()
+	switch s.Reason {
+	case metav1.StatusReasonInvalid:
+		// A ValidatingAdmissionPolicy may deny with reason Invalid.
+		if f := denialFindings(s.Message); len(f) > 0 && f[0].Kind != "Admission" {
+			res.Verdict = Denied
+			res.Findings = append(f, res.Findings...)
+			return
+		}
+		res.Verdict = Invalid
+	case metav1.StatusReasonForbidden, metav1.StatusReasonInternalError, metav1.StatusReasonBadRequest, metav1.StatusReasonTimeout, metav1.StatusReasonRequestEntityTooLarge:
+		if s.Reason != metav1.StatusReasonForbidden && !strings.Contains(s.Message, "admission webhook") && !strings.Contains(s.Message, "webhook") {
+			res.Verdict = Error
+			return
+		}
+		res.Verdict = Denied
+		res.Findings = append(denialFindings(s.Message), res.Findings...)
+	case metav1.StatusReasonAlreadyExists:
+		res.Verdict = Error
+		res.Message += " (the object exists already: give it with --existing to check an update)"
+	default:
+		res.Verdict = Error
+	}
+}
+
+type warningsKey struct{}
+
+// warningList collects the warnings of one request.
+type warningList struct {
+	mu    sync.Mutex
+	items []string
+}
+
+func (w *warningList) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.items = nil
+}
+
+func (w *warningList) list() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.items)
+}
+
+// warningCollector hands each warning to the list of the request whose
+// context carries one.
+type warningCollector struct{}
+
+func (warningCollector) HandleWarningHeaderWithContext(ctx context.Context, code int, _ string, text string) {
+	if code != 299 {
+		return
+	}
+	if w, ok := ctx.Value(warningsKey{}).(*warningList); ok {
+		w.mu.Lock()
+		w.items = append(w.items, text)
+		w.mu.Unlock()
+	}
+}
+
+var _ rest.WarningHandlerWithContext = warningCollector{}

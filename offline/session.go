@@ -1,0 +1,140 @@
+package offline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/gatehouse-dev/gatehouse/admission/constraint"
+	"github.com/gatehouse-dev/gatehouse/check"
+	"github.com/gatehouse-dev/gatehouse/controlplane"
+	"github.com/gatehouse-dev/gatehouse/policies"
+)
+
+// Options configure a Session.
+type Options struct {
+	// Dir is the ephemeral control plane's directory (removed by Close);
+	// empty means a new temporary one.
+	Dir    string
+	Logger *slog.Logger
+	// APIServerArgs are extra kube-apiserver flags.
+	APIServerArgs []string
+}
+
+// Session is an ephemeral control plane for offline checks.
+type Session struct {
+	cp *controlplane.ControlPlane
+	// Started is how long the control plane took to become ready.
+	Started time.Duration
+}
+
+// Start starts the control plane.
+func Start(ctx context.Context, opts Options) (*Session, error) {
+	begin := time.Now()
+	dir := opts.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "gatehouse-offline-")
+		if err != nil {
+			return nil, fmt.Errorf("temporary directory: %w", err)
+		}
+		dir = d
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cp, err := controlplane.StartEphemeral(ctx, dir, logger, opts.APIServerArgs)
+	if err != nil {
+		return nil, fmt.Errorf("starting the ephemeral control plane: %w", err)
+	}
+	s := &Session{cp: cp, Started: time.Since(begin)}
+	logger.Debug("ephemeral control plane ready", "after", s.Started)
+	return s, nil
+}
+
+// Admin is a client config with full rights on the control plane.
+func (s *Session) Admin() *rest.Config { return s.cp.Admin }
+
+// Constraints is the Gatekeeper engine the admission chain evaluates.
+func (s *Session) Constraints() *constraint.Engine { return s.cp.Constraints }
+
+// Close stops the control plane and removes its files.
+func (s *Session) Close() { s.cp.Close() }
+
+// CloseKeepingLog stops the control plane and removes its files except
+// its log, for a user to read after a failure; it returns the log's path.
+func (s *Session) CloseKeepingLog() string { return s.cp.CloseKeepingLog() }
+
+// PolicyError is a policy that could not be put in force: its file and
+// document, and why (a document that does not decode, a template that does
+// not compile, an object the API server refuses).
+type PolicyError struct{ Errs []error }
+
+func (e *PolicyError) Error() string {
+	return errors.Join(e.Errs...).Error()
+}
+
+// ApplyPolicies applies every policy file under dir (see policies.Applier)
+// and returns once all of them are in force. Templates are compiled first,
+// so one that does not compile is reported by name with its errors rather
+// than found missing later.
+func (s *Session) ApplyPolicies(ctx context.Context, checker *check.Checker, dir string) error {
+	docs, derrs := policies.Load(os.DirFS(dir))
+	var errs []error
+	for _, e := range derrs {
+		errs = append(errs, prefixed(dir, e))
+	}
+	kinds := map[string]bool{}
+	constraints := map[string][]string{}
+	for _, d := range docs {
+		gvk := d.Object.GroupVersionKind()
+		kinds[gvk.Kind] = true
+		switch gvk.Group {
+		case constraint.TemplateGVR.Group:
+			t, err := constraint.ParseTemplate(d.Object)
+			if err == nil {
+				err = s.cp.Constraints.Check(t.Source())
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s/%s: document %d: ConstraintTemplate %s: %w", dir, d.File, d.Index, d.Object.GetName(), err))
+			}
+		case constraint.ConstraintsGroup:
+			constraints[gvk.Kind] = append(constraints[gvk.Kind], d.Object.GetName())
+		}
+	}
+	if len(errs) > 0 {
+		return &PolicyError{Errs: errs}
+	}
+	applier, err := policies.NewApplier(s.cp.Admin, dir, nil)
+	if err != nil {
+		return err
+	}
+	res := applier.Apply(ctx)
+	for _, e := range res.Errors {
+		errs = append(errs, prefixed(dir, e))
+	}
+	if len(errs) > 0 {
+		return &PolicyError{Errs: errs}
+	}
+	if err := checker.WaitInForce(ctx, slices.Collect(maps.Keys(kinds))); err != nil {
+		return err
+	}
+	return check.WaitConstraints(ctx, constraints, s.cp.Constraints.ConstraintNames)
+}
+
+// prefixed names a policy file by its path, not relative to dir.
+func prefixed(dir string, e *policies.DocumentError) error {
+	if e.File == dir {
+		return e
+	}
+	c := *e
+	c.File = dir + "/" + e.File
+	return &c
+}
