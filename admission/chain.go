@@ -12,6 +12,7 @@ import (
 	kubeoptions "k8s.io/kubernetes/pkg/kubeapiserver/options"
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
+	"github.com/gatehouse-dev/gatehouse/admission/mutation"
 	"k8s.io/kubernetes/plugin/pkg/admission/noderestriction"
 )
 
@@ -31,6 +32,7 @@ type Plugin struct {
 // the engines that controllers outside the API server keep filled.
 type Deps struct {
 	Constraints *constraint.Engine
+	Mutators    *mutation.System
 	Namespaces  constraint.NamespaceLookup
 	Logger      *slog.Logger
 }
@@ -49,6 +51,14 @@ const (
 // gatehousePlugins lists Gatehouse's own plugins, in the order they run
 // among plugins at the same insertion point.
 var gatehousePlugins = []Plugin{
+	{
+		Name:      mutation.PluginName,
+		After:     AfterMutatingPolicies,
+		DefaultOn: true,
+		Register: func(p *k8sadmission.Plugins, d Deps) {
+			mutation.Register(p, d.Mutators, d.Namespaces, d.Logger)
+		},
+	},
 	{
 		Name:      constraint.PluginName,
 		After:     AfterValidatingPolicies,

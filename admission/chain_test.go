@@ -9,6 +9,7 @@ import (
 	kubeoptions "k8s.io/kubernetes/pkg/kubeapiserver/options"
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
+	"github.com/gatehouse-dev/gatehouse/admission/mutation"
 )
 
 func TestChainIsUpstreamOrder(t *testing.T) {
@@ -25,8 +26,10 @@ func TestChainIsUpstreamOrder(t *testing.T) {
 		t.Errorf("Chain() without Gatehouse's plugins = %v, want upstream's AllOrderedPlugins", upstream)
 	}
 	// The policy engines and webhooks keep upstream's relative order, with
-	// constraints between ValidatingAdmissionPolicy and the webhooks.
-	want := []string{"MutatingAdmissionPolicy", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "GatekeeperConstraints", "ValidatingAdmissionWebhook", "ResourceQuota"}
+	// Gatekeeper's mutators between MutatingAdmissionPolicy and the
+	// mutating webhooks, and constraints between ValidatingAdmissionPolicy
+	// and the validating webhooks.
+	want := []string{"MutatingAdmissionPolicy", "GatekeeperMutation", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "GatekeeperConstraints", "ValidatingAdmissionWebhook", "ResourceQuota"}
 	last := -1
 	for _, name := range want {
 		i := slices.Index(order, name)
@@ -45,7 +48,7 @@ func TestEnabledByDefault(t *testing.T) {
 	for _, name := range []string{
 		"NamespaceLifecycle", "LimitRanger", "ServiceAccount", "NodeRestriction", "PodSecurity",
 		"MutatingAdmissionPolicy", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota",
-		"GatekeeperConstraints",
+		"GatekeeperConstraints", "GatekeeperMutation",
 	} {
 		if !slices.Contains(on, name) {
 			t.Errorf("%s is not enabled by default; enabled: %v", name, on)
@@ -60,7 +63,7 @@ func TestEnabledByDefault(t *testing.T) {
 
 func TestConfigure(t *testing.T) {
 	opts := kubeoptions.NewAdmissionOptions()
-	if err := Configure(opts, Deps{Constraints: constraint.NewEngine(0)}); err != nil {
+	if err := Configure(opts, Deps{Constraints: constraint.NewEngine(0), Mutators: mutation.NewSystem()}); err != nil {
 		t.Fatalf("Configure: %v", err)
 	}
 	if opts.GenericAdmission.DefaultOffPlugins.Has("NodeRestriction") {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admission"
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
+	"github.com/gatehouse-dev/gatehouse/admission/mutation"
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/controlplane/etcd"
 	"github.com/gatehouse-dev/gatehouse/controlplane/pki"
@@ -35,6 +36,8 @@ type ControlPlane struct {
 	Server string
 	// Constraints is the Gatekeeper engine the admission chain evaluates.
 	Constraints *constraint.Engine
+	// Mutators are the Gatekeeper mutators the admission chain applies.
+	Mutators *mutation.System
 
 	// ctx lives as long as the API server; ctrlCtx, its child, as long as
 	// the API server's clients (controller-manager, scheduler), which stop
@@ -159,7 +162,14 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	if err != nil {
 		return nil, err
 	}
-	deps := admission.Deps{Constraints: engine, Namespaces: syncer.Namespace, Logger: logger}
+	// Gatekeeper mutators: one system, filled by its syncer, applied by
+	// the mutation plugin.
+	mutators := mutation.NewSystem()
+	mutationSyncer, err := mutation.NewSyncer(admin, mutators, logger)
+	if err != nil {
+		return nil, err
+	}
+	deps := admission.Deps{Constraints: engine, Mutators: mutators, Namespaces: syncer.Namespace, Logger: logger}
 	flags := apiserverFlags(cfg, bundle, st)
 	readyz := server + "/readyz"
 	if ephemeral {
@@ -175,15 +185,15 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 		return nil, err
 	}
 	logger.Info("kube-apiserver ready", "url", server)
-	cp.Constraints = engine
+	cp.Constraints, cp.Mutators = engine, mutators
 	if ephemeral {
 		if err := ensureSystemPriorityClasses(ctx, admin); err != nil {
 			return nil, err
 		}
 		// On the clients' context, which stops before the API server's:
 		// open watches would hold up its shutdown.
-		if err := syncer.Start(ctrlCtx); err != nil {
-			return nil, fmt.Errorf("gatekeeper constraints: %w", err)
+		if err := startGatekeeper(ctrlCtx, syncer, mutationSyncer); err != nil {
+			return nil, err
 		}
 		ok = true
 		return cp, nil
@@ -201,8 +211,8 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 
 	// The constraint syncer installs its CRDs and loads the policies while
 	// the controller-manager builds its controllers.
-	if err := syncer.Start(ctrlCtx); err != nil {
-		return nil, fmt.Errorf("gatekeeper constraints: %w", err)
+	if err := startGatekeeper(ctrlCtx, syncer, mutationSyncer); err != nil {
+		return nil, err
 	}
 	// Gatekeeper's audit: existing objects against the constraints, into
 	// each constraint's status, every --audit-interval.
@@ -234,6 +244,23 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	}
 	ok = true
 	return cp, nil
+}
+
+// startGatekeeper starts the constraint and mutator syncers together; each
+// spends most of its start waiting on the API server to serve its CRDs.
+func startGatekeeper(ctx context.Context, constraints *constraint.Syncer, mutators *mutation.Syncer) error {
+	var wg sync.WaitGroup
+	var cerr, merr error
+	wg.Go(func() { cerr = constraints.Start(ctx) })
+	wg.Go(func() { merr = mutators.Start(ctx) })
+	wg.Wait()
+	if cerr != nil {
+		return fmt.Errorf("gatekeeper constraints: %w", cerr)
+	}
+	if merr != nil {
+		return fmt.Errorf("gatekeeper mutators: %w", merr)
+	}
+	return nil
 }
 
 func (cp *ControlPlane) startStorage(ctx context.Context, cfg *config.Config, b *pki.Bundle, layout Layout) (storage, error) {

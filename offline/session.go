@@ -10,9 +10,11 @@ import (
 	"slices"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
+	"github.com/gatehouse-dev/gatehouse/admission/mutation"
 	"github.com/gatehouse-dev/gatehouse/check"
 	"github.com/gatehouse-dev/gatehouse/controlplane"
 	"github.com/gatehouse-dev/gatehouse/policies"
@@ -93,6 +95,7 @@ func (s *Session) ApplyPolicies(ctx context.Context, checker *check.Checker, dir
 	}
 	kinds := map[string]bool{}
 	constraints := map[string][]string{}
+	var mutators []*unstructured.Unstructured
 	for _, d := range docs {
 		gvk := d.Object.GroupVersionKind()
 		kinds[gvk.Kind] = true
@@ -107,6 +110,8 @@ func (s *Session) ApplyPolicies(ctx context.Context, checker *check.Checker, dir
 			}
 		case constraint.ConstraintsGroup:
 			constraints[gvk.Kind] = append(constraints[gvk.Kind], d.Object.GetName())
+		case mutation.Group:
+			mutators = append(mutators, d.Object)
 		}
 	}
 	if len(errs) > 0 {
@@ -126,7 +131,27 @@ func (s *Session) ApplyPolicies(ctx context.Context, checker *check.Checker, dir
 	if err := checker.WaitInForce(ctx, slices.Collect(maps.Keys(kinds))); err != nil {
 		return err
 	}
-	return check.WaitConstraints(ctx, constraints, s.cp.Constraints.ConstraintNames)
+	if err := check.WaitConstraints(ctx, constraints, s.cp.Constraints.ConstraintNames); err != nil {
+		return err
+	}
+	return waitMutators(ctx, s.cp.Mutators, mutators)
+}
+
+// waitMutators returns once every mutator is in the system, as the
+// mutation syncer loads them a moment after they are stored.
+func waitMutators(ctx context.Context, system *mutation.System, mutators []*unstructured.Unstructured) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, m := range mutators {
+		for !system.Has(m.GetKind(), m.GetName()) {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("mutator %s %s was not loaded: %w", m.GetKind(), m.GetName(), ctx.Err())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 // prefixed names a policy file by its path, not relative to dir.

@@ -404,12 +404,18 @@ func (s *Syncer) ensureCRDs(ctx context.Context, crds ...*apiextensionsv1.Custom
 
 // ensureCRD creates or updates crd and waits until it is established.
 func (s *Syncer) ensureCRD(ctx context.Context, crd *apiextensionsv1.CustomResourceDefinition) error {
-	client := s.crds.ApiextensionsV1().CustomResourceDefinitions()
+	return EnsureCRD(ctx, s.crds, s.dyn, crd, s.ReadOnly)
+}
+
+// EnsureCRD creates or updates crd (or, readOnly, only checks that it is
+// installed) and waits until the API server serves it.
+func EnsureCRD(ctx context.Context, crds apiextensionsclient.Interface, dyn dynamic.Interface, crd *apiextensionsv1.CustomResourceDefinition, readOnly bool) error {
+	client := crds.ApiextensionsV1().CustomResourceDefinitions()
 	existing, err := client.Get(ctx, crd.Name, metav1.GetOptions{})
 	switch {
-	case s.ReadOnly && apierrors.IsNotFound(err):
+	case readOnly && apierrors.IsNotFound(err):
 		return fmt.Errorf("CRD %s is not installed", crd.Name)
-	case s.ReadOnly:
+	case readOnly:
 		// only wait for it below
 	case apierrors.IsNotFound(err):
 		_, err = client.Create(ctx, crd, metav1.CreateOptions{FieldManager: "gatehouse"})
@@ -442,7 +448,7 @@ func (s *Syncer) ensureCRD(ctx context.Context, crd *apiextensionsv1.CustomResou
 	gvr := schema.GroupVersionResource{Group: crd.Spec.Group, Version: crd.Spec.Versions[0].Name, Resource: crd.Spec.Names.Plural}
 	var listErr error
 	err = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, syncTimeout, true, func(ctx context.Context) (bool, error) {
-		_, listErr = s.dyn.Resource(gvr).List(ctx, metav1.ListOptions{Limit: 1})
+		_, listErr = dyn.Resource(gvr).List(ctx, metav1.ListOptions{Limit: 1})
 		return listErr == nil, nil
 	})
 	if err != nil && listErr != nil {

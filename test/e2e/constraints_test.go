@@ -78,6 +78,30 @@ func TestGatekeeperConstraints(t *testing.T) {
 		}
 	})
 
+	t.Run("Gatekeeper mutators mutate in the chain", func(t *testing.T) {
+		inst.mustKubectlIn(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: mutate-a\n  labels:\n    owner: e2e\n", "apply", "-f", "-")
+		manifest := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: m\n  namespace: mutate-a\nspec:\n  containers:\n  - name: app\n    image: nginx:1.27\n    args: [serve]\n"
+		out := inst.mustKubectlIn(t, manifest, "create", "--dry-run=server", "-f", "-", "-o", "jsonpath={.spec.containers[0].imagePullPolicy} {.metadata.labels.owner} {.spec.containers[0].args} {.spec.containers[0].image}")
+		if want := `Always platform ["serve","--verbose"] mirror.example/nginx:1.27`; out != want {
+			t.Errorf("mutated pod = %q, want %q", out, want)
+		}
+		// AssignMetadata never overwrites a label that is there.
+		labelled := strings.Replace(manifest, "  namespace: mutate-a\n", "  namespace: mutate-a\n  labels:\n    owner: me\n", 1)
+		if out := inst.mustKubectlIn(t, labelled, "create", "--dry-run=server", "-f", "-", "-o", "jsonpath={.metadata.labels.owner}"); out != "me" {
+			t.Errorf("owner label = %q, want the pod's own (me)", out)
+		}
+		// Elsewhere nothing changes.
+		other := strings.ReplaceAll(manifest, "mutate-a", "default")
+		if out := inst.mustKubectlIn(t, other, "create", "--dry-run=server", "-f", "-", "-o", "jsonpath={.spec.containers[0].image}"); out != "nginx:1.27" {
+			t.Errorf("image in default = %q, want it unchanged", out)
+		}
+		// A mutator Gatekeeper refuses is refused, naming the field.
+		_, stderr, err := inst.kubectlIn(t, "apiVersion: mutations.gatekeeper.sh/v1\nkind: Assign\nmetadata:\n  name: bad\nspec:\n  applyTo:\n  - groups: [\"\"]\n    kinds: [Pod]\n    versions: [v1]\n  location: metadata.labels.x\n  parameters:\n    assign:\n      value: y\n", "apply", "-f", "-")
+		if err == nil || !strings.Contains(stderr, "spec.location") {
+			t.Errorf("Assign on metadata: err %v, stderr:\n%s", err, stderr)
+		}
+	})
+
 	t.Run("warn and dryrun constraints allow", func(t *testing.T) {
 		_, stderr, err := inst.kubectlIn(t, podWith("ok", "app", "registry.example/app:1", ""), "create", "--dry-run=server", "-f", "-")
 		if err != nil {

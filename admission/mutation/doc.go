@@ -1,0 +1,47 @@
+// Package mutation implements Gatekeeper's mutators (mutations.gatekeeper.sh)
+// with Gatekeeper's semantics, for the admission chain to apply in-process:
+//
+//   - Assign sets any field outside metadata, e.g. imagePullPolicy on every
+//     container (spec.containers[name: *].imagePullPolicy) or a whole keyed
+//     list element (spec.containers[name: sidecar]), which it adds when
+//     missing.
+//   - AssignMetadata adds a label or annotation; it never changes an
+//     existing one.
+//   - ModifySet merges values into a list, or prunes them from it, as a set.
+//   - AssignImage replaces the domain, path and/or tag of an image.
+//
+// The pieces:
+//   - Parse reads and validates a mutator object as Gatekeeper's webhook
+//     does, naming the field at fault; ParsePath parses the location
+//     language (spec.containers[name: foo].image, globs, quoted keys).
+//   - System holds the mutators in force and applies those whose applyTo
+//     and spec.match (constraint.Match, Gatekeeper's matcher) select an
+//     object, in Gatekeeper's order, pass after pass until the object stops
+//     changing, failing as Gatekeeper does when it never does. Mutators
+//     whose locations disagree on a kind's schema are held back, as in
+//     Gatekeeper.
+//   - CRDs are the four CRDs with Gatekeeper's schema.
+//
+// Not supported: assign.externalData (Gatehouse has no external data
+// providers; Parse says so) and assignIf, which Gatekeeper itself removed.
+//
+// What is left to the admission plugin, as Gatekeeper's webhook
+// configuration does it: Gatekeeper's mutating webhook fails open
+// (failurePolicy Ignore, 1 s timeout), so an error from Mutate, including
+// non-convergence, lets the request through unmutated there; and it skips
+// namespaces labelled admission.gatekeeper.sh/ignore and gatekeeper-system.
+//
+// Usage:
+//
+//	sys := mutation.NewSystem()
+//	m, err := mutation.Parse(assignObj) // e.g. from an informer
+//	if err != nil { ... }               // "spec.location: ..."
+//	if err := sys.Upsert(m); err != nil { ... } // a schema conflict: m is held back
+//
+//	changed, applied, err := sys.Mutate(&mutation.Request{
+//		Operation:       admission.Create,
+//		GVK:             schema.GroupVersionKind{Version: "v1", Kind: "Pod"},
+//		Namespace:       "dev",
+//		NamespaceObject: devNamespace, // for spec.match.namespaceSelector
+//	}, pod) // pod is changed in place; applied = ["Assign//pull-always:1"]
+package mutation

@@ -1,0 +1,129 @@
+package mutation
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/warning"
+
+	"github.com/gatehouse-dev/gatehouse/admission/constraint"
+)
+
+// PluginName is the admission plugin that applies Gatekeeper's mutators.
+const PluginName = "GatekeeperMutation"
+
+// Register registers the plugin with system and namespaces (for
+// spec.match.namespaceSelector).
+func Register(plugins *admission.Plugins, system *System, namespaces constraint.NamespaceLookup, logger *slog.Logger) {
+	plugins.Register(PluginName, func(io.Reader) (admission.Interface, error) {
+		return NewPlugin(system, namespaces, logger), nil
+	})
+}
+
+// Plugin applies Gatekeeper's mutators in-process, where Gatekeeper's
+// mutating webhook would: after MutatingAdmissionPolicy, before the
+// mutating webhooks, on CREATE and UPDATE. Like that webhook (failurePolicy
+// Ignore) it lets a request through unmutated when mutation fails, and
+// says so in a warning. As its validating half, it refuses mutators that
+// Gatekeeper's webhook would refuse, so none is stored and silently
+// ignored.
+type Plugin struct {
+	*admission.Handler
+	system     *System
+	namespaces constraint.NamespaceLookup
+	logger     *slog.Logger
+}
+
+var (
+	_ admission.MutationInterface   = &Plugin{}
+	_ admission.ValidationInterface = &Plugin{}
+)
+
+// NewPlugin returns the plugin.
+func NewPlugin(system *System, namespaces constraint.NamespaceLookup, logger *slog.Logger) *Plugin {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Plugin{
+		Handler:    admission.NewHandler(admission.Create, admission.Update),
+		system:     system,
+		namespaces: namespaces,
+		logger:     logger,
+	}
+}
+
+// Admit mutates the request's object.
+func (p *Plugin) Admit(ctx context.Context, attrs admission.Attributes, o admission.ObjectInterfaces) error {
+	if attrs.GetSubresource() != "" || attrs.GetObject() == nil || !p.system.Applies(attrs.GetKind(), attrs.GetOperation()) {
+		return nil
+	}
+	if err := p.mutate(attrs, o); err != nil {
+		msg := strings.Join(strings.Fields(err.Error()), " ")
+		p.logger.Warn("gatekeeper mutation failed; the object goes on unmutated, as under Gatekeeper's failurePolicy Ignore",
+			"resource", attrs.GetResource().Resource, "namespace", attrs.GetNamespace(), "name", attrs.GetName(), "error", msg)
+		warning.AddWarning(ctx, "", "Gatekeeper mutation skipped (failurePolicy Ignore): "+msg)
+	}
+	return nil
+}
+
+// mutate applies the mutators to the object in the request's version, as
+// the mutating webhooks see it, and converts the result back into the
+// request's object.
+func (p *Plugin) mutate(attrs admission.Attributes, o admission.ObjectInterfaces) error {
+	versioned, err := admission.NewVersionedAttributes(attrs, attrs.GetKind(), o)
+	if err != nil {
+		return fmt.Errorf("converting the object to %s: %w", attrs.GetKind(), err)
+	}
+	obj := versioned.VersionedObject.Object()
+	u, isUnstructured := obj.(*unstructured.Unstructured)
+	if !isUnstructured {
+		content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return err
+		}
+		u = &unstructured.Unstructured{Object: content}
+	}
+	req := &Request{Operation: attrs.GetOperation(), GVK: attrs.GetKind(), Namespace: attrs.GetNamespace()}
+	if ns := attrs.GetNamespace(); ns != "" && p.namespaces != nil {
+		req.NamespaceObject = p.namespaces(ns)
+	}
+	changed, applied, err := p.system.Mutate(req, u)
+	if err != nil || !changed {
+		return err
+	}
+	p.logger.Debug("gatekeeper mutation", "resource", attrs.GetResource().Resource, "namespace", attrs.GetNamespace(), "name", attrs.GetName(), "mutators", applied)
+	if isUnstructured {
+		// The request's own object: the mutators changed it in place.
+		return nil
+	}
+	out, err := o.GetObjectCreater().New(attrs.GetKind())
+	if err != nil {
+		return err
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, out); err != nil {
+		return fmt.Errorf("the mutated object is not a valid %s: %w", attrs.GetKind().Kind, err)
+	}
+	return o.GetObjectConvertor().Convert(out, attrs.GetObject(), nil)
+}
+
+// Validate refuses a mutator that does not parse, naming the field.
+func (p *Plugin) Validate(_ context.Context, attrs admission.Attributes, _ admission.ObjectInterfaces) error {
+	if attrs.GetResource().Group != Group || attrs.GetSubresource() != "" {
+		return nil
+	}
+	u, ok := attrs.GetObject().(*unstructured.Unstructured)
+	if !ok {
+		return nil
+	}
+	if _, err := Parse(u); err != nil {
+		return admission.NewForbidden(attrs, err)
+	}
+	return nil
+}
+

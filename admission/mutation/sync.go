@@ -1,0 +1,130 @@
+package mutation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/gatehouse-dev/gatehouse/admission/constraint"
+)
+
+// Syncer keeps a System in step with the cluster's mutators, as
+// Gatekeeper's mutation controllers do: it installs the four CRDs and
+// upserts every mutator that parses.
+type Syncer struct {
+	system *System
+	dyn    dynamic.Interface
+	crds   apiextensionsclient.Interface
+	logger *slog.Logger
+}
+
+// NewSyncer returns a syncer for the cluster cfg points at.
+func NewSyncer(cfg *rest.Config, system *System, logger *slog.Logger) (*Syncer, error) {
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	crds, err := apiextensionsclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Syncer{system: system, dyn: dyn, crds: crds, logger: logger}, nil
+}
+
+// Start installs the CRDs and starts the informers; it returns once the
+// mutators that exist are in force. Work goes on until ctx ends.
+func (s *Syncer) Start(ctx context.Context) error {
+	crds := CRDs()
+	errs := make([]error, len(crds))
+	var wg sync.WaitGroup
+	for i, crd := range crds {
+		wg.Go(func() {
+			if err := constraint.EnsureCRD(ctx, s.crds, s.dyn, crd, false); err != nil {
+				errs[i] = fmt.Errorf("%s CRD: %w", crd.Spec.Names.Kind, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	factory := dynamicinformer.NewDynamicSharedInformerFactory(s.dyn, 0)
+	var synced []cache.InformerSynced
+	for _, crd := range crds {
+		gvr := schema.GroupVersionResource{Group: Group, Version: storageVersion(crd.Spec.Versions), Resource: crd.Spec.Names.Plural}
+		kind := crd.Spec.Names.Kind
+		handled, err := factory.ForResource(gvr).Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { s.upsert(obj) },
+			UpdateFunc: func(_, obj any) { s.upsert(obj) },
+			DeleteFunc: func(obj any) {
+				if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+					obj = d.Obj
+				}
+				if u, ok := obj.(*unstructured.Unstructured); ok {
+					s.system.Remove(kind, u.GetName())
+				}
+			},
+		})
+		if err != nil {
+			return err
+		}
+		synced = append(synced, handled.HasSynced)
+	}
+	factory.Start(ctx.Done())
+	err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		for _, ok := range synced {
+			if !ok() {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("mutators did not sync: %w", err)
+	}
+	return nil
+}
+
+func (s *Syncer) upsert(obj any) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return
+	}
+	m, err := Parse(u)
+	if err != nil {
+		// Stored before Gatehouse refused such mutators, or written
+		// around admission: say why it is not in force.
+		s.system.Remove(u.GetKind(), u.GetName())
+		s.logger.Warn("gatekeeper mutator not in force", "mutator", u.GetKind()+"/"+u.GetName(), "error", err)
+		return
+	}
+	if err := s.system.Upsert(m); err != nil {
+		s.logger.Warn("gatekeeper mutator not applied", "mutator", u.GetKind()+"/"+u.GetName(), "error", err)
+	}
+}
+
+// storageVersion is the version a CRD stores, which its informer lists.
+func storageVersion(versions []apiextensionsv1.CustomResourceDefinitionVersion) string {
+	for _, v := range versions {
+		if v.Storage {
+			return v.Name
+		}
+	}
+	return versions[0].Name
+}
