@@ -194,7 +194,20 @@ func TestGatekeeperConstraints(t *testing.T) {
 			}
 			return nil
 		})
+		// The dryrun constraint denies nothing at admission; audit shows
+		// what it would deny: the pod made for kubectl debug has no
+		// cost-center label.
+		poll(t, 20*time.Second, func() error {
+			out, _, err := inst.kubectl(t, "get", "k8srequiredlabels", "pods-would-need-cost-center", "-o", "jsonpath={.status.totalViolations} {.status.violations[*].name} {.status.violations[*].enforcementAction}")
+			if err != nil || !strings.Contains(out, "debug-me") || !strings.Contains(out, "dryrun") {
+				return fmt.Errorf("dryrun constraint status = %q (%v), want a dryrun violation naming debug-me", out, err)
+			}
+			return nil
+		})
 		stdout, stderr, code := runGatehouse(t, 60*time.Second, "audit", "--data-dir", inst.dataDir)
+		if !strings.Contains(stdout, "pods-would-need-cost-center") {
+			t.Errorf("gatehouse audit does not list the dryrun constraint's violation:\n%s", stdout)
+		}
 		if code != 1 || !strings.Contains(stdout, "ns-must-have-owner") || !strings.Contains(stdout, `you must provide labels: {"owner"}`) {
 			t.Errorf("gatehouse audit exited %d, want 1 with the deny violation; stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 		}
