@@ -39,6 +39,9 @@ const (
 	ForApply Mode = iota
 	// ForCreate: objects are created, so metadata.generateName will do.
 	ForCreate
+	// ForReview: objects are only looked at (test objects, an
+	// AdmissionReview), so apiVersion and kind are all they need.
+	ForReview
 )
 
 // ReadFile decodes the documents of one file (YAML or JSON) as Load does,
@@ -259,7 +262,7 @@ func validate(obj *unstructured.Unstructured, mode Mode) error {
 	if obj.GetKind() == "" {
 		return errors.New("kind is missing")
 	}
-	if obj.GetKind() == "List" {
+	if obj.GetKind() == "List" || mode == ForReview {
 		return nil // a List has no name; its items are checked one by one
 	}
 	if obj.GetName() == "" {

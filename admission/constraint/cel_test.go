@@ -2,7 +2,10 @@ package constraint
 
 import (
 	"context"
+
 	"errors"
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	"slices"
 	"strings"
 	"testing"
@@ -314,5 +317,68 @@ func TestCELSourceIsStrict(t *testing.T) {
 	_, err := ParseTemplate(u)
 	if err == nil || !strings.Contains(err.Error(), "spec.targets[0].code[0].source") || !strings.Contains(err.Error(), `unknown field "validation"`) {
 		t.Fatalf("ParseTemplate = %v, want the misspelled field named", err)
+	}
+}
+
+func TestConstraintValidator(t *testing.T) {
+	tmpl := parseTemplateYAML(t, celAllowedReposTemplate)
+	v, err := NewConstraintValidator(tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	constraint := func(params any) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": "K8sCELAllowedRepos", "metadata": map[string]any{"name": "c"},
+			"spec": map[string]any{"parameters": map[string]any{"repos": params}},
+		}}
+	}
+	if _, err := v.Validate(constraint([]any{"a/"})); err != nil {
+		t.Errorf("valid constraint refused: %v", err)
+	}
+	_, err = v.Validate(constraint("a/"))
+	var se *SchemaError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "spec.parameters.repos") {
+		t.Errorf("repos as a string: %v, want a SchemaError naming spec.parameters.repos", err)
+	}
+	wrongKind := constraint([]any{"a/"})
+	wrongKind.SetKind("Other")
+	if _, err := v.Validate(wrongKind); err == nil {
+		t.Error("a constraint of another kind was accepted")
+	}
+}
+
+func TestRequestReview(t *testing.T) {
+	e := NewEngine(0)
+	mustAddTemplate(t, e, parseTemplateYAML(t, celAllowedReposTemplate).Source())
+	mustAddTemplate(t, e, TemplateSource{Name: "k8srequiredlabels", Kind: "K8sRequiredLabels", Rego: requiredLabelsV0})
+	mustAddConstraint(t, e, &Constraint{Kind: "K8sCELAllowedRepos", Name: "repos", Parameters: map[string]any{"repos": []any{"registry.local/"}}})
+	mustAddConstraint(t, e, &Constraint{Kind: "K8sRequiredLabels", Name: "labels", Parameters: map[string]any{"labels": []any{"team"}}})
+	pod := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default"},"spec":{"containers":[{"name":"c","image":"nginx"}]}}`
+	req := &admissionv1.AdmissionRequest{
+		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+		Name:      "web",
+		Namespace: "default",
+		Operation: admissionv1.Delete,
+		UserInfo:  authenticationv1.UserInfo{Username: "alice"},
+		OldObject: runtime.RawExtension{Raw: []byte(pod)},
+	}
+	review, target, err := RequestReview(req, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if review["object"] == nil {
+		t.Error("DELETE review has no object; Gatekeeper gives it the old one")
+	}
+	got, err := e.Review(context.Background(), review, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"repos: container <c> has an invalid image repo <nginx>, allowed repos are registry.local/", "labels: you must provide labels: {\"team\"}"}
+	if !slices.Equal(messages(got), want) {
+		t.Errorf("violations = %q, want %q", messages(got), want)
+	}
+	if _, _, err := RequestReview(&admissionv1.AdmissionRequest{Operation: admissionv1.Create}, nil); err == nil {
+		t.Error("a request without objects was accepted")
 	}
 }

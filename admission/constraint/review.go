@@ -7,12 +7,15 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/generic"
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/request"
+	"k8s.io/apiserver/pkg/authentication/user"
 )
 
 // errDeleteWithoutOldObject is what Gatekeeper answers a DELETE request
@@ -179,4 +182,95 @@ func WithNamespace(review map[string]any, ns map[string]any) {
 		return
 	}
 	review["namespaceObject"] = ns
+}
+
+// RequestReview builds the review and the target of an AdmissionRequest
+// given as is, as gator reviews an AdmissionReview test object: Review's
+// changes to the request (DELETE, Namespace requests) are made here too,
+// and K8sNativeValidation templates see the request as Gatekeeper's CEL
+// driver rebuilds it from the AdmissionRequest. ns is the request's
+// Namespace object, if known.
+func RequestReview(req *admissionv1.AdmissionRequest, ns map[string]any) (map[string]any, *Target, error) {
+	decode := func(raw runtime.RawExtension, what string) (*unstructured.Unstructured, error) {
+		if len(raw.Raw) == 0 {
+			return nil, nil
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(raw.Raw); err != nil {
+			return nil, fmt.Errorf("request.%s: %w", what, err)
+		}
+		return u, nil
+	}
+	obj, err := decode(req.Object, "object")
+	if err != nil {
+		return nil, nil, err
+	}
+	old, err := decode(req.OldObject, "oldObject")
+	if err != nil {
+		return nil, nil, err
+	}
+	if obj == nil && old == nil {
+		return nil, nil, errors.New(`the AdmissionRequest has no "object" or "oldObject" to review`)
+	}
+	r := req.DeepCopy()
+	if r.Operation == admissionv1.Delete {
+		if old == nil {
+			return nil, nil, errDeleteWithoutOldObject
+		}
+		r.Object = r.OldObject
+	}
+	gvk := schema.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind}
+	if isNamespaceKind(gvk) {
+		r.Namespace = ""
+	}
+	review, err := requestToReview(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.Namespace != "" {
+		WithNamespace(review, ns)
+	}
+
+	var options runtime.Object
+	if len(req.Options.Raw) > 0 {
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(req.Options.Raw); err == nil {
+			options = u
+		}
+	}
+	userInfo := &user.DefaultInfo{Name: req.UserInfo.Username, UID: req.UserInfo.UID, Groups: req.UserInfo.Groups}
+	if len(req.UserInfo.Extra) > 0 {
+		userInfo.Extra = map[string][]string{}
+		for k, v := range req.UserInfo.Extra {
+			userInfo.Extra[k] = v
+		}
+	}
+	gvr := schema.GroupVersionResource{Group: req.Resource.Group, Version: req.Resource.Version, Resource: req.Resource.Resource}
+	var celObj runtime.Object
+	if obj != nil && req.Operation != admissionv1.Delete {
+		celObj = obj
+	}
+	var celOld runtime.Object
+	if old != nil {
+		celOld = old
+	}
+	attrs := admission.NewAttributesRecord(celObj, celOld, gvk, r.Namespace, req.Name, gvr, req.SubResource,
+		admission.Operation(req.Operation), options, req.DryRun != nil && *req.DryRun, userInfo)
+	target := &Target{
+		GVK:        gvk,
+		Namespace:  r.Namespace,
+		Name:       req.Name,
+		Attributes: &admission.VersionedAttributes{Attributes: attrs, VersionedKind: gvk, VersionedObject: admission.NewLazyObject(celObj), VersionedOldObject: admission.NewLazyObject(celOld)},
+	}
+	target.Object, _ = review["object"].(map[string]any)
+	target.OldObject, _ = review["oldObject"].(map[string]any)
+	if isNamespaceKind(gvk) {
+		target.NamespaceObject = target.Object
+		if target.NamespaceObject == nil {
+			target.NamespaceObject = target.OldObject
+		}
+	} else if r.Namespace != "" {
+		target.NamespaceObject = ns
+	}
+	return review, target, nil
 }

@@ -39,7 +39,7 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newUpCommand(), newCheckCommand(), newAuditCommand(), newKubeconfigCommand(), newVersionCommand())
+	root.AddCommand(newUpCommand(), newCheckCommand(), newTestCommand(), newAuditCommand(), newKubeconfigCommand(), newVersionCommand())
 	return root
 }
 
@@ -49,6 +49,9 @@ func main() {
 
 func run(args []string) int {
 	root := newRootCommand()
+	if len(args) > 0 && args[0] == "test" {
+		args = goTestStyle(args)
+	}
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
