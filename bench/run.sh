@@ -2,11 +2,11 @@
 # Runs the control-plane benchmarks against the built binary and prints the
 # figures recorded in bench/README.md.
 #   make bench                 # everything
-#   bench/run.sh startup       # one part: startup | podcreate | constraints
+#   bench/run.sh startup       # one part: startup | podcreate | constraints | offline
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${GATEHOUSE_BIN:-bin/gatehouse}
-parts=${*:-startup podcreate constraints}
+parts=${*:-startup podcreate constraints offline}
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -45,6 +45,10 @@ for part in $parts; do
 		echo "== engine: one Pod review against 1, 10, 100 constraints; compile time per template"
 		go test ./admission/constraint/ -run '^$' -bench . -benchtime 2s -benchmem
 		;;
-	*) echo "unknown part $part (startup, podcreate, constraints)" >&2; exit 2 ;;
+	offline)
+		echo "== gatehouse check (1,000 Pods, 20 policies) and gatehouse test (50 templates x 4 cases)"
+		go run ./bench/offline --bin "$bin" --runs 5
+		;;
+	*) echo "unknown part $part (startup, podcreate, constraints, offline)" >&2; exit 2 ;;
 	esac
 done

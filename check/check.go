@@ -86,6 +86,8 @@ type Options struct {
 	NamespaceLabels map[string]map[string]string
 	// ShowMutations records the diff the mutating chain made.
 	ShowMutations bool
+	// Concurrency is how many objects are checked at once (default 8).
+	Concurrency int
 }
 
 // Checker sends objects through an API server's admission chain with
@@ -105,6 +107,9 @@ type Checker struct {
 // NewChecker returns a checker for the API server of cfg; cfg must be
 // allowed to create namespaces, service accounts and the objects.
 func NewChecker(cfg *rest.Config, opts Options) (*Checker, error) {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 16
+	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.WarningHandlerWithContext = warningCollector{}
 	// Checks run one after another as fast as the server answers.
@@ -306,16 +311,16 @@ func (c *Checker) Run(ctx context.Context, inputs []Input) []Result {
 		return isNamespace(inputs[order[a]].Object) && !isNamespace(inputs[order[b]].Object)
 	})
 	refused := map[string]string{}
+	// Namespaces first, one by one: the objects in them need them made.
+	var rest []int
 	for _, i := range order {
 		in := inputs[i]
-		if ns := in.Object.GetNamespace(); ns != "" && refused[ns] != "" && !isNamespace(in.Object) {
-			results[i] = resultFor(in, "")
-			results[i].Verdict = Error
-			results[i].Message = fmt.Sprintf("namespace %s is not there: its Namespace object was %s", ns, refused[ns])
+		if !isNamespace(in.Object) {
+			rest = append(rest, i)
 			continue
 		}
 		results[i] = c.Check(ctx, in)
-		if isNamespace(in.Object) && needed[in.Object.GetName()] && !c.created[in.Object.GetName()] {
+		if needed[in.Object.GetName()] && !c.created[in.Object.GetName()] {
 			if results[i].Verdict == Denied || results[i].Verdict == Invalid || results[i].Verdict == Error {
 				refused[in.Object.GetName()] = strings.ToLower(string(results[i].Verdict))
 				continue
@@ -332,6 +337,29 @@ func (c *Checker) Run(ctx context.Context, inputs []Input) []Result {
 			}
 		}
 	}
+	// The rest concurrently: each check is a round trip to the API
+	// server, which answers several at once.
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range max(1, c.opts.Concurrency) {
+		wg.Go(func() {
+			for i := range work {
+				in := inputs[i]
+				if ns := in.Object.GetNamespace(); ns != "" && refused[ns] != "" {
+					results[i] = resultFor(in, "")
+					results[i].Verdict = Error
+					results[i].Message = fmt.Sprintf("namespace %s is not there: its Namespace object was %s", ns, refused[ns])
+					continue
+				}
+				results[i] = c.Check(ctx, in)
+			}
+		})
+	}
+	for _, i := range rest {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
 	return results
 }
 

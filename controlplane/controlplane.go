@@ -49,6 +49,11 @@ type ControlPlane struct {
 	done   <-chan struct{}
 	logger *slog.Logger
 	etcd   *etcd.Embedded
+	// gatekeeper starts an ephemeral control plane's Gatekeeper syncers;
+	// gatekeeperOnce makes that happen once.
+	gatekeeper     func() error
+	gatekeeperOnce sync.Once
+	gatekeeperErr  error
 	// removeOnStop is an ephemeral control plane's directory.
 	removeOnStop string
 	// stopTimeout bounds the wait for each group of components to stop.
@@ -192,9 +197,9 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 		}
 		// On the clients' context, which stops before the API server's:
 		// open watches would hold up its shutdown.
-		if err := startGatekeeper(ctrlCtx, syncer, mutationSyncer); err != nil {
-			return nil, err
-		}
+		// Gatekeeper's syncers (seven CRDs to make and wait for) start
+		// when the first Gatekeeper policy comes: see StartGatekeeper.
+		cp.gatekeeper = func() error { return startGatekeeper(ctrlCtx, syncer, mutationSyncer) }
 		ok = true
 		return cp, nil
 	}
@@ -244,6 +249,17 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	}
 	ok = true
 	return cp, nil
+}
+
+// StartGatekeeper makes sure Gatekeeper's CRDs are served and its syncers
+// run: at start for `up`; for an ephemeral control plane, on the first call,
+// so that checks without Gatekeeper policies do not wait for its CRDs.
+func (cp *ControlPlane) StartGatekeeper() error {
+	if cp.gatekeeper == nil {
+		return nil
+	}
+	cp.gatekeeperOnce.Do(func() { cp.gatekeeperErr = cp.gatekeeper() })
+	return cp.gatekeeperErr
 }
 
 // startGatekeeper starts the constraint and mutator syncers together; each

@@ -34,6 +34,9 @@ import (
 // bootstrap hooks: the two system PriorityClasses that the Priority
 // admission plugin looks up are created here at once instead.
 func StartEphemeral(ctx context.Context, dir string, logger *slog.Logger, args []string) (*ControlPlane, error) {
+	if err := os.MkdirAll(Layout{DataDir: dir}.LogDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("ephemeral control plane directory: %w", err)
+	}
 	cfg := config.Default()
 	cfg.DataDir = dir
 	cfg.BindAddress = "127.0.0.1"

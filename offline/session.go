@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -92,6 +93,17 @@ func (s *Session) ApplyPolicies(ctx context.Context, checker *check.Checker, dir
 	var errs []error
 	for _, e := range derrs {
 		errs = append(errs, prefixed(dir, e))
+	}
+	gatekeeper := false
+	for _, d := range docs {
+		if strings.HasSuffix(d.Object.GroupVersionKind().Group, ".gatekeeper.sh") {
+			gatekeeper = true
+		}
+	}
+	if gatekeeper {
+		if err := s.cp.StartGatekeeper(); err != nil {
+			return err
+		}
 	}
 	kinds := map[string]bool{}
 	constraints := map[string][]string{}

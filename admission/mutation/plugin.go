@@ -126,4 +126,3 @@ func (p *Plugin) Validate(_ context.Context, attrs admission.Attributes, _ admis
 	}
 	return nil
 }
-

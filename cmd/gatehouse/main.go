@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 )
@@ -39,9 +40,28 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	// For benchmarks and bug reports: a CPU profile of the whole command.
+	var cpuProfile string
+	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the command to this file")
+	_ = root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if cpuProfile == "" {
+			return nil
+		}
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return usageErrorf("--cpuprofile: %v", err)
+		}
+		profileFile = f
+		return pprof.StartCPUProfile(f)
+	}
+
 	root.AddCommand(newUpCommand(), newCheckCommand(), newTestCommand(), newAuditCommand(), newKubeconfigCommand(), newVersionCommand())
 	return root
 }
+
+// profileFile is the open --cpuprofile file, if any.
+var profileFile *os.File
 
 func main() {
 	os.Exit(run(os.Args[1:]))
@@ -54,6 +74,10 @@ func run(args []string) int {
 	}
 	root.SetArgs(args)
 	err := root.Execute()
+	if profileFile != nil {
+		pprof.StopCPUProfile()
+		profileFile.Close()
+	}
 	if err == nil {
 		return exitOK
 	}
