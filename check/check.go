@@ -69,6 +69,10 @@ type Result struct {
 	// when asked for (Options.ShowMutations).
 	Mutations string        `json:"mutations,omitempty"`
 	Duration  time.Duration `json:"-"`
+	// Produced is what admission produced (nil when refused or deleted);
+	// Warnings are the warnings as the API server sent them.
+	Produced *unstructured.Unstructured `json:"-"`
+	Warnings []string                   `json:"-"`
 }
 
 // Object names the result's object as kubectl does: Kind namespace/name.
@@ -102,6 +106,11 @@ type Checker struct {
 	// baseline are the inputs as stored without the policies, by source
 	// and object (see Baseline).
 	baseline map[string]*unstructured.Unstructured
+	// cfg is the checker's own identity; impersonating are clients that
+	// send as other users, by user and groups.
+	cfg           *rest.Config
+	mu            sync.Mutex
+	impersonating map[string]dynamic.Interface
 }
 
 // NewChecker returns a checker for the API server of cfg; cfg must be
@@ -127,12 +136,14 @@ func NewChecker(cfg *rest.Config, opts Options) (*Checker, error) {
 		return nil, err
 	}
 	return &Checker{
-		dyn:      dyn,
-		client:   client,
-		mapper:   restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
-		opts:     opts,
-		created:  map[string]bool{},
-		baseline: map[string]*unstructured.Unstructured{},
+		dyn:           dyn,
+		client:        client,
+		mapper:        restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
+		opts:          opts,
+		created:       map[string]bool{},
+		baseline:      map[string]*unstructured.Unstructured{},
+		cfg:           cfg,
+		impersonating: map[string]dynamic.Interface{},
 	}, nil
 }
 
@@ -376,14 +387,20 @@ func (c *Checker) dryRun(ctx context.Context, in Input, warnings *warningList) (
 	}
 	obj := in.Object.DeepCopy()
 	ctx = context.WithValue(ctx, warningsKey{}, warnings)
-	resource := c.dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
+	dyn, err := c.dynFor(in.User, in.Groups)
+	if err != nil {
+		return nil, err
+	}
+	resource := dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
 	var out *unstructured.Unstructured
 	// A parameter resource or a policy's informer that has just started
 	// may not have synced yet; upstream then fails the request with "not
 	// yet synced". That is start-up, not the policy's verdict: retry.
 	for attempt := 0; ; attempt++ {
 		warnings.reset()
-		if in.Old != nil {
+		if in.Delete {
+			err = resource.Delete(ctx, obj.GetName(), metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		} else if in.Old != nil {
 			live, gerr := resource.Get(ctx, obj.GetName(), metav1.GetOptions{})
 			if gerr != nil {
 				err = gerr
@@ -401,10 +418,35 @@ func (c *Checker) dryRun(ctx context.Context, in Input, warnings *warningList) (
 	}
 }
 
+// dynFor is the client that sends requests as user (the checker's own
+// identity when user is ""), made once per user.
+func (c *Checker) dynFor(user string, groups []string) (dynamic.Interface, error) {
+	if user == "" {
+		return c.dyn, nil
+	}
+	key := user + "\x00" + strings.Join(groups, "\x00")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d, ok := c.impersonating[key]; ok {
+		return d, nil
+	}
+	cfg := rest.CopyConfig(c.cfg)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
+	d, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.impersonating[key] = d
+	return d, nil
+}
+
 func resultFor(in Input, op string) Result {
 	if op == "" {
 		op = "CREATE"
-		if in.Old != nil {
+		switch {
+		case in.Delete:
+			op = "DELETE"
+		case in.Old != nil:
 			op = "UPDATE"
 		}
 	}
@@ -431,7 +473,9 @@ func (c *Checker) Check(ctx context.Context, in Input) (res Result) {
 	res.Namespace = in.Object.GetNamespace()
 	warnings := &warningList{}
 	out, err := c.dryRun(ctx, in, warnings)
-	res.Findings = append(res.Findings, warningFindings(warnings.list())...)
+	res.Warnings = warnings.list()
+	res.Findings = append(res.Findings, warningFindings(res.Warnings)...)
+	res.Produced = out
 	if err != nil {
 		classify(&res, err)
 		return res

@@ -23,6 +23,12 @@ type Input struct {
 	// Old, when set, is the stored object the check updates (from
 	// --existing); the check is then an UPDATE instead of a CREATE.
 	Old *unstructured.Unstructured
+	// Delete makes the check a DELETE of Old.
+	Delete bool
+	// User and Groups, when User is set, are who sends the request
+	// (impersonated).
+	User   string
+	Groups []string
 }
 
 // InputError is input that cannot be checked: a file that cannot be read,

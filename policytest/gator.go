@@ -335,7 +335,7 @@ func (a Assertion) check(msgs []string) error {
 
 // readAll reads the objects of a file the suite names, relative to dir.
 func (r *Runner) readAll(dir, name string) ([]*unstructured.Unstructured, error) {
-	p := path.Join(dir, name)
+	p := Resolve(dir, name)
 	data, err := fs.ReadFile(r.FS, p)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, unwrapPath(err))
@@ -362,7 +362,7 @@ func (r *Runner) readOne(dir, name string) (*unstructured.Unstructured, error) {
 		return nil, err
 	}
 	if len(objs) != 1 {
-		return nil, fmt.Errorf("%s: holds %d objects, want exactly one", path.Join(dir, name), len(objs))
+		return nil, fmt.Errorf("%s: holds %d objects, want exactly one", Resolve(dir, name), len(objs))
 	}
 	return objs[0], nil
 }

@@ -38,13 +38,13 @@ func golden(t *testing.T, name, got string) {
 func run(t *testing.T, filter *regexp.Regexp, paths ...string) []SuiteResult {
 	t.Helper()
 	fsys := os.DirFS(".")
-	suites, err := Find(fsys, paths)
+	found, err := Find(fsys, paths)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &Runner{FS: fsys, Filter: filter}
 	var out []SuiteResult
-	for _, s := range suites {
+	for _, s := range found.Suites {
 		out = append(out, r.Run(context.Background(), s))
 	}
 	return out
@@ -95,7 +95,7 @@ func TestFailingSuite(t *testing.T) {
 	if err := WriteCoverage(&out, results); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "coverage: 1 of 1 constraints") {
+	if !strings.Contains(out.String(), "coverage: 1 of 1 policies and constraints") {
 		t.Errorf("coverage:\n%s", out.String())
 	}
 }

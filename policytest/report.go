@@ -88,8 +88,8 @@ func Write(w io.Writer, results []SuiteResult, verbose bool) error {
 	return err
 }
 
-// Uncovered lists, by suite, the constraints no case made report a
-// violation.
+// Uncovered lists, by suite, the policies and constraints no case made
+// speak (report a violation, deny or warn).
 func Uncovered(results []SuiteResult) []string {
 	var out []string
 	for _, s := range results {
@@ -111,7 +111,7 @@ func WriteCoverage(w io.Writer, results []SuiteResult) error {
 	}
 	un := Uncovered(results)
 	var b strings.Builder
-	fmt.Fprintf(&b, "coverage: %d of %d constraints made to report a violation by some case\n", total-len(un), total)
+	fmt.Fprintf(&b, "coverage: %d of %d policies and constraints made to speak by some case\n", total-len(un), total)
 	for _, u := range un {
 		fmt.Fprintf(&b, "  not exercised: %s\n", u)
 	}

@@ -74,8 +74,8 @@ type Assertion struct {
 // explicitly must be a suite. In directories, files that do not parse as
 // YAML are skipped unless they look like suites; a file that is a suite
 // but does not decode is an error naming it.
-func Find(fsys fs.FS, paths []string) ([]*Suite, error) {
-	var suites []*Suite
+func Find(fsys fs.FS, paths []string) (*Found, error) {
+	found := &Found{}
 	var errs []error
 	for _, p := range paths {
 		info, err := fs.Stat(fsys, p)
@@ -84,9 +84,7 @@ func Find(fsys fs.FS, paths []string) ([]*Suite, error) {
 			continue
 		}
 		if !info.IsDir() {
-			s, err := readSuites(fsys, p, true)
-			errs = append(errs, err)
-			suites = append(suites, s...)
+			errs = append(errs, readSuites(fsys, p, true, found))
 			continue
 		}
 		err = fs.WalkDir(fsys, p, func(name string, d fs.DirEntry, err error) error {
@@ -103,14 +101,31 @@ func Find(fsys fs.FS, paths []string) ([]*Suite, error) {
 			if d.IsDir() || !slices.Contains([]string{".yaml", ".yml"}, path.Ext(name)) {
 				return nil
 			}
-			s, err := readSuites(fsys, name, false)
-			errs = append(errs, err)
-			suites = append(suites, s...)
+			errs = append(errs, readSuites(fsys, name, false, found))
 			return nil
 		})
 		errs = append(errs, err)
 	}
-	return suites, errors.Join(errs...)
+	return found, errors.Join(errs...)
+}
+
+// Found are the suites Find found, of each format.
+type Found struct {
+	Suites      []*Suite
+	PolicyTests []*PolicyTest
+}
+
+// Empty reports whether nothing was found.
+func (f *Found) Empty() bool { return len(f.Suites) == 0 && len(f.PolicyTests) == 0 }
+
+// Resolve is where the file p that a suite in dir names lives in the FS:
+// relative to dir, or, when absolute, from the FS's root (gatehouse test
+// roots it at /).
+func Resolve(dir, p string) string {
+	if path.IsAbs(p) {
+		return strings.TrimPrefix(path.Clean(p), "/")
+	}
+	return path.Join(dir, p)
 }
 
 func unwrapPath(err error) error {
@@ -127,13 +142,13 @@ func unwrapPath(err error) error {
 // Suites are YAML 1.2, as gator reads them (go.yaml.in/yaml/v3): there
 // `violations: yes` is the string "yes", where Kubernetes' YAML 1.1 reader
 // would make it a boolean.
-func readSuites(fsys fs.FS, name string, must bool) ([]*Suite, error) {
+func readSuites(fsys fs.FS, name string, must bool, found *Found) error {
 	data, err := fs.ReadFile(fsys, name)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, unwrapPath(err))
+		return fmt.Errorf("%s: %w", name, unwrapPath(err))
 	}
-	looksLikeSuite := bytes.Contains(data, []byte(GatorAPIVersion))
-	var suites []*Suite
+	looksLikeSuite := bytes.Contains(data, []byte(GatorAPIVersion)) || bytes.Contains(data, []byte(PolicyTestAPIVersion))
+	n := 0
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var node yaml.Node
@@ -143,33 +158,42 @@ func readSuites(fsys fs.FS, name string, must bool) ([]*Suite, error) {
 		}
 		if err != nil {
 			if must || looksLikeSuite {
-				return nil, fmt.Errorf("%s: %w", name, err)
+				return fmt.Errorf("%s: %w", name, err)
 			}
-			return nil, nil
+			return nil
 		}
 		var doc any
 		if err := node.Decode(&doc); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, node.Line, err)
+			return fmt.Errorf("%s:%d: %w", name, node.Line, err)
 		}
 		m, ok := jsonCompatible(doc).(map[string]any)
 		if !ok {
 			continue
 		}
 		u := &unstructured.Unstructured{Object: m}
-		if u.GetAPIVersion() != GatorAPIVersion || u.GetKind() != SuiteKind {
-			continue
+		switch {
+		case u.GetAPIVersion() == GatorAPIVersion && u.GetKind() == SuiteKind:
+			s, err := decodeSuite(u)
+			if err != nil {
+				return fmt.Errorf("%s:%d: %s %s: %w", name, node.Line, SuiteKind, u.GetName(), err)
+			}
+			s.Path = name
+			found.Suites = append(found.Suites, s)
+			n++
+		case u.GetAPIVersion() == PolicyTestAPIVersion && u.GetKind() == PolicyTestKind:
+			t, err := decodePolicyTest(u)
+			if err != nil {
+				return fmt.Errorf("%s:%d: %s %s: %w", name, node.Line, PolicyTestKind, u.GetName(), err)
+			}
+			t.Path = name
+			found.PolicyTests = append(found.PolicyTests, t)
+			n++
 		}
-		s, err := decodeSuite(u)
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %s %s: %w", name, node.Line, SuiteKind, u.GetName(), err)
-		}
-		s.Path = name
-		suites = append(suites, s)
 	}
-	if must && len(suites) == 0 {
-		return nil, fmt.Errorf("%s: no %s (apiVersion %s) in it", name, SuiteKind, GatorAPIVersion)
+	if must && n == 0 {
+		return fmt.Errorf("%s: no %s (apiVersion %s) or %s (apiVersion %s) in it", name, SuiteKind, GatorAPIVersion, PolicyTestKind, PolicyTestAPIVersion)
 	}
-	return suites, nil
+	return nil
 }
 
 // jsonCompatible turns what yaml.v3 decodes into the values JSON decoding

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -20,6 +22,9 @@ func newTestCommand() *cobra.Command {
 		verbose   bool
 		junitPath string
 		coverage  bool
+		// internalSuite is set in the child process that runs one
+		// PolicyTest suite.
+		internalSuite string
 	)
 	cmd := &cobra.Command{
 		Use:   "test [PATH...]",
@@ -43,6 +48,9 @@ violation with the constraint that reported it), a line per suite, and last
 Exit status: 0 when every case passed, 1 when any failed, 2 for usage errors
 or suites that cannot be read.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if internalSuite != "" {
+				return runPolicyTestChild(cmd, internalSuite, run)
+			}
 			var filter *regexp.Regexp
 			if run != "" {
 				re, err := regexp.Compile(run)
@@ -65,24 +73,34 @@ or suites that cannot be read.`,
 				roots = append(roots, strings.TrimPrefix(filepath.ToSlash(abs), "/"))
 			}
 			fsys := os.DirFS("/")
-			suites, err := policytest.Find(fsys, roots)
+			found, err := policytest.Find(fsys, roots)
 			if err != nil {
 				return usageError{relativeTo(err)}
 			}
-			if len(suites) == 0 {
+			if found.Empty() {
 				return usageErrorf("no test suites under %s", strings.Join(args, ", "))
 			}
 			runner := &policytest.Runner{FS: fsys, Filter: filter}
 			var results []policytest.SuiteResult
-			for _, s := range suites {
+			for _, s := range found.Suites {
 				res := runner.Run(cmd.Context(), s)
 				res.Path = displayPath(res.Path)
+				results = append(results, res)
+			}
+			// PolicyTest suites run through a whole admission chain: each
+			// in its own ephemeral control plane, in a child process (the
+			// upstream API server starts once per process).
+			for _, t := range found.PolicyTests {
+				res := runPolicyTestInChild(cmd, "/"+t.Path, run)
+				res.Path = displayPath(t.Path)
+				results = append(results, res)
+			}
+			for _, res := range results {
 				for i := range res.Cases {
 					for j, f := range res.Cases[i].Failures {
 						res.Cases[i].Failures[j] = relativeTo(errors.New(f)).Error()
 					}
 				}
-				results = append(results, res)
 			}
 			out := cmd.OutOrStdout()
 			if err := policytest.Write(out, results, verbose); err != nil {
@@ -116,6 +134,8 @@ or suites that cannot be read.`,
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print every case, not only failures")
 	cmd.Flags().StringVar(&junitPath, "junit", "", "also write the results as JUnit XML to this file")
 	cmd.Flags().BoolVar(&coverage, "coverage", false, "list the constraints that no case made report a violation")
+	cmd.Flags().StringVar(&internalSuite, "internal-policytest", "", "run one PolicyTest suite and print its result as JSON (used by gatehouse test itself)")
+	_ = cmd.Flags().MarkHidden("internal-policytest")
 	return cmd
 }
 
@@ -161,4 +181,55 @@ func relativeTo(err error) error {
 		return err
 	}
 	return fmt.Errorf("%s", strings.ReplaceAll(err.Error(), strings.TrimPrefix(wd, "/")+"/", ""))
+}
+
+// runPolicyTestInChild runs one PolicyTest suite in a child gatehouse
+// process and reads its result.
+func runPolicyTestInChild(cmd *cobra.Command, suite, run string) policytest.SuiteResult {
+	failed := func(err error) policytest.SuiteResult {
+		return policytest.SuiteResult{Path: suite, Cases: []policytest.CaseResult{{Test: filepath.Base(suite), Failures: []string{err.Error()}}}}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return failed(err)
+	}
+	child := exec.CommandContext(cmd.Context(), self, "test", "--internal-policytest", suite, "--run", run)
+	var stdout, stderr strings.Builder
+	child.Stdout, child.Stderr = &stdout, &stderr
+	if err := child.Run(); err != nil {
+		return failed(fmt.Errorf("running the suite: %v: %s", err, strings.TrimSpace(stderr.String())))
+	}
+	var res policytest.SuiteResult
+	if err := json.Unmarshal([]byte(stdout.String()), &res); err != nil {
+		return failed(fmt.Errorf("reading the suite's result: %v", err))
+	}
+	return res
+}
+
+// runPolicyTestChild is the child's side: one suite, its result as JSON.
+func runPolicyTestChild(cmd *cobra.Command, suite, run string) error {
+	var filter *regexp.Regexp
+	if run != "" {
+		re, err := regexp.Compile(run)
+		if err != nil {
+			return usageErrorf("-run %q: %v", run, err)
+		}
+		filter = re
+	}
+	fsys := os.DirFS("/")
+	name := strings.TrimPrefix(filepath.ToSlash(suite), "/")
+	found, err := policytest.Find(fsys, []string{name})
+	if err != nil {
+		return usageError{err}
+	}
+	if len(found.PolicyTests) != 1 {
+		return usageErrorf("%s: want one PolicyTest, found %d", suite, len(found.PolicyTests))
+	}
+	session, _, err := startOffline(cmd.Context(), cmd.ErrOrStderr(), 0, nil)
+	if err != nil {
+		return err
+	}
+	res := session.RunPolicyTest(cmd.Context(), fsys, found.PolicyTests[0], filter)
+	session.Close()
+	return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
 }

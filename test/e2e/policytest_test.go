@@ -32,7 +32,7 @@ func TestPolicyTestCommand(t *testing.T) {
 			`[K8sRequiredLabels must-have-owner-and-team] you must provide labels: {"owner", "team"}`,
 			"template k8sbroken: 1 error occurred: k8sbroken.rego:5",
 			"1 passed, 6 failed",
-			"coverage: 1 of 1 constraints",
+			"coverage: 1 of 1 policies and constraints",
 		} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("stdout lacks %q:\n%s", want, stdout)
@@ -59,6 +59,68 @@ func TestPolicyTestCommand(t *testing.T) {
 		stdout, _, code := runGatehouse(t, time.Minute, "test", filepath.Join(suites, "gator"), "-run", "required-labels/bare", "-v")
 		if code != 0 || !strings.Contains(stdout, "--- PASS: required-labels/bare-namespace") || strings.Contains(stdout, "labelled-namespace") {
 			t.Errorf("exit %d; stdout:\n%s", code, stdout)
+		}
+	})
+
+	t.Run("a PolicyTest runs through the admission chain", func(t *testing.T) {
+		stdout, stderr, code := runGatehouse(t, 2*time.Minute, "test", filepath.Join(suites, "policytest"), "-v", "--coverage")
+		for _, want := range []string{"--- PASS: shop/scale-down-by-sre", "--- PASS: shop/delete-protected", "7 passed, 0 failed", "coverage: 4 of 4 policies and constraints"} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("stdout lacks %q:\n%s\nstderr:\n%s", want, stdout, stderr)
+			}
+		}
+		if code != 0 {
+			t.Errorf("exit %d, want 0", code)
+		}
+	})
+
+	t.Run("a failing PolicyTest says what was expected and who spoke", func(t *testing.T) {
+		dir := t.TempDir()
+		policies, err := filepath.Abs(filepath.Join(suites, "policytest", "policies"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		suite := `apiVersion: gatehouse.dev/v1alpha1
+kind: PolicyTest
+metadata:
+  name: wrong
+policies: [` + policies + `]
+cases:
+- name: wants-allowed
+  object:
+    apiVersion: v1
+    kind: Namespace
+    metadata: {name: no-owner}
+  expect:
+    allowed: true
+- name: wants-a-label
+  object:
+    apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: c, namespace: default}
+  expect:
+    object:
+      metadata:
+        labels: {team: x}
+`
+		if err := os.WriteFile(filepath.Join(dir, "suite.yaml"), []byte(suite), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		stdout, stderr, code := runGatehouse(t, 2*time.Minute, "test", dir)
+		for _, want := range []string{
+			"--- FAIL: wrong/wants-allowed",
+			`want allowed, got denied: admission webhook "validation.gatekeeper.sh" denied the request: [namespaces-need-owner] you must provide labels: {"owner"}`,
+			`deny  Constraint namespaces-need-owner: you must provide labels: {"owner"}`,
+			"--- FAIL: wrong/wants-a-label",
+			"object: metadata.labels: missing",
+			"0 passed, 2 failed",
+		} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("stdout lacks %q:\n%s\nstderr:\n%s", want, stdout, stderr)
+			}
+		}
+		if code != 1 {
+			t.Errorf("exit %d, want 1", code)
 		}
 	})
 
