@@ -127,18 +127,3 @@ func objectKey(u *unstructured.Unstructured) string {
 	gvk := u.GroupVersionKind()
 	return gvk.Group + "/" + gvk.Kind + "/" + u.GetNamespace() + "/" + u.GetName()
 }
-
-// PairExisting makes inputs that have a counterpart in existing (same
-// group, kind, namespace and name) updates of it. A namespaced object
-// without a namespace is taken to be in "default" by both sides.
-func PairExisting(inputs, existing []Input) {
-	byKey := map[string]*unstructured.Unstructured{}
-	for _, e := range existing {
-		byKey[objectKey(e.Object)] = e.Object
-	}
-	for i := range inputs {
-		if old, ok := byKey[objectKey(inputs[i].Object)]; ok {
-			inputs[i].Old = old
-		}
-	}
-}

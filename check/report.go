@@ -2,12 +2,13 @@ package check
 
 import (
 	"encoding/json"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"strings"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/gatehouse-dev/gatehouse/internal/junit"
 )
 
 // Formats are the output formats Write knows.
@@ -155,49 +156,16 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-type junitSuites struct {
-	XMLName xml.Name     `xml:"testsuites"`
-	Suites  []junitSuite `xml:"testsuite"`
-}
-
-type junitSuite struct {
-	Name     string      `xml:"name,attr"`
-	Tests    int         `xml:"tests,attr"`
-	Failures int         `xml:"failures,attr"`
-	Errors   int         `xml:"errors,attr"`
-	Time     string      `xml:"time,attr"`
-	Cases    []junitCase `xml:"testcase"`
-}
-
-type junitCase struct {
-	Name      string        `xml:"name,attr"`
-	Classname string        `xml:"classname,attr"`
-	Time      string        `xml:"time,attr"`
-	Failure   *junitMessage `xml:"failure,omitempty"`
-	Error     *junitMessage `xml:"error,omitempty"`
-	SystemOut *junitText    `xml:"system-out,omitempty"`
-}
-
-type junitMessage struct {
-	Message string `xml:"message,attr"`
-	Type    string `xml:"type,attr"`
-	Text    string `xml:",cdata"`
-}
-
-type junitText struct {
-	Text string `xml:",cdata"`
-}
-
 // writeJUnit writes one test case per object: a failure when it was
 // denied or invalid, an error when it could not be checked; findings and
 // mutations go to its system-out.
 func writeJUnit(w io.Writer, results []Result) error {
-	suite := junitSuite{Name: "gatehouse check", Tests: len(results)}
+	suite := junit.Suite{Name: "gatehouse check"}
 	var total float64
 	for _, r := range results {
 		secs := r.Duration.Seconds()
 		total += secs
-		tc := junitCase{Name: r.Operation + " " + r.Object(), Classname: r.Source, Time: fmt.Sprintf("%.3f", secs)}
+		tc := junit.Case{Name: r.Operation + " " + r.Object(), Classname: r.Source, Time: fmt.Sprintf("%.3f", secs)}
 		var details []string
 		for _, f := range r.Findings {
 			details = append(details, fmt.Sprintf("%s  %s: %s", f.Action, f.Speaker(), oneLine(f.Message)))
@@ -208,27 +176,16 @@ func writeJUnit(w io.Writer, results []Result) error {
 		text := strings.Join(details, "\n")
 		switch r.Verdict {
 		case Denied, Invalid:
-			suite.Failures++
-			tc.Failure = &junitMessage{Message: oneLine(r.Message), Type: string(r.Verdict), Text: text}
+			tc.Failure = &junit.Message{Message: oneLine(r.Message), Type: string(r.Verdict), Text: text}
 		case Error:
-			suite.Errors++
-			tc.Error = &junitMessage{Message: oneLine(r.Message), Type: string(r.Verdict), Text: text}
+			tc.Error = &junit.Message{Message: oneLine(r.Message), Type: string(r.Verdict), Text: text}
 		default:
 			if text != "" {
-				tc.SystemOut = &junitText{Text: text}
+				tc.SystemOut = &junit.Text{Text: text}
 			}
 		}
 		suite.Cases = append(suite.Cases, tc)
 	}
 	suite.Time = fmt.Sprintf("%.3f", total)
-	if _, err := io.WriteString(w, xml.Header); err != nil {
-		return err
-	}
-	enc := xml.NewEncoder(w)
-	enc.Indent("", "  ")
-	if err := enc.Encode(junitSuites{Suites: []junitSuite{suite}}); err != nil {
-		return err
-	}
-	_, err := io.WriteString(w, "\n")
-	return err
+	return junit.Write(w, junit.Report{Suites: []junit.Suite{suite}})
 }

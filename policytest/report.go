@@ -1,12 +1,13 @@
 package policytest
 
 import (
-	"encoding/xml"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/gatehouse-dev/gatehouse/internal/junit"
 )
 
 // Totals counts cases over suites.
@@ -119,66 +120,27 @@ func WriteCoverage(w io.Writer, results []SuiteResult) error {
 	return err
 }
 
-type junitSuites struct {
-	XMLName xml.Name     `xml:"testsuites"`
-	Suites  []junitSuite `xml:"testsuite"`
-}
-
-type junitSuite struct {
-	Name     string      `xml:"name,attr"`
-	Tests    int         `xml:"tests,attr"`
-	Failures int         `xml:"failures,attr"`
-	Skipped  int         `xml:"skipped,attr"`
-	Time     string      `xml:"time,attr"`
-	Cases    []junitCase `xml:"testcase"`
-}
-
-type junitCase struct {
-	Name      string        `xml:"name,attr"`
-	Classname string        `xml:"classname,attr"`
-	Time      string        `xml:"time,attr"`
-	Failure   *junitFailure `xml:"failure,omitempty"`
-	Skipped   *struct{}     `xml:"skipped,omitempty"`
-}
-
-type junitFailure struct {
-	Message string `xml:"message,attr"`
-	Text    string `xml:",cdata"`
-}
-
 // WriteJUnit writes results as JUnit XML: a testsuite per suite file, a
 // testcase per case.
 func WriteJUnit(w io.Writer, results []SuiteResult) error {
-	var doc junitSuites
+	var report junit.Report
 	for _, s := range results {
-		js := junitSuite{Name: s.Path, Time: fmt.Sprintf("%.3f", s.Duration.Seconds())}
+		js := junit.Suite{Name: s.Path, Time: fmt.Sprintf("%.3f", s.Duration.Seconds())}
 		for _, c := range s.Cases {
-			jc := junitCase{Name: c.Name(), Classname: s.Path, Time: fmt.Sprintf("%.3f", c.Duration.Seconds())}
-			js.Tests++
+			jc := junit.Case{Name: c.Name(), Classname: s.Path, Time: fmt.Sprintf("%.3f", c.Duration.Seconds())}
 			switch {
 			case c.Skipped:
-				js.Skipped++
 				jc.Skipped = &struct{}{}
 			case len(c.Failures) > 0:
-				js.Failures++
 				text := strings.Join(c.Failures, "\n")
 				if len(c.Violations) > 0 {
 					text += "\nviolations:\n" + strings.Join(c.Violations, "\n")
 				}
-				jc.Failure = &junitFailure{Message: c.Failures[0], Text: text}
+				jc.Failure = &junit.Message{Message: c.Failures[0], Text: text}
 			}
 			js.Cases = append(js.Cases, jc)
 		}
-		doc.Suites = append(doc.Suites, js)
+		report.Suites = append(report.Suites, js)
 	}
-	if _, err := io.WriteString(w, xml.Header); err != nil {
-		return err
-	}
-	enc := xml.NewEncoder(w)
-	enc.Indent("", "  ")
-	if err := enc.Encode(doc); err != nil {
-		return err
-	}
-	_, err := io.WriteString(w, "\n")
-	return err
+	return junit.Write(w, report)
 }

@@ -389,11 +389,16 @@ func (s *Syncer) writeTemplateStatus(ctx context.Context, u *unstructured.Unstru
 // ensureCRDs ensures several CRDs at once: each waits on the API server to
 // establish it, so doing them one after the other adds up at start-up.
 func (s *Syncer) ensureCRDs(ctx context.Context, crds ...*apiextensionsv1.CustomResourceDefinition) error {
+	return EnsureCRDs(ctx, s.crds, s.dyn, s.ReadOnly, crds...)
+}
+
+// EnsureCRDs is EnsureCRD for several CRDs at once.
+func EnsureCRDs(ctx context.Context, client apiextensionsclient.Interface, dyn dynamic.Interface, readOnly bool, crds ...*apiextensionsv1.CustomResourceDefinition) error {
 	errs := make([]error, len(crds))
 	var wg sync.WaitGroup
 	for i, crd := range crds {
 		wg.Go(func() {
-			if err := s.ensureCRD(ctx, crd); err != nil {
+			if err := EnsureCRD(ctx, client, dyn, crd, readOnly); err != nil {
 				errs[i] = fmt.Errorf("%s CRD: %w", crd.Spec.Names.Kind, err)
 			}
 		})

@@ -2,10 +2,8 @@ package mutation
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -51,17 +49,7 @@ func NewSyncer(cfg *rest.Config, system *System, logger *slog.Logger) (*Syncer, 
 // mutators that exist are in force. Work goes on until ctx ends.
 func (s *Syncer) Start(ctx context.Context) error {
 	crds := CRDs()
-	errs := make([]error, len(crds))
-	var wg sync.WaitGroup
-	for i, crd := range crds {
-		wg.Go(func() {
-			if err := constraint.EnsureCRD(ctx, s.crds, s.dyn, crd, false); err != nil {
-				errs[i] = fmt.Errorf("%s CRD: %w", crd.Spec.Names.Kind, err)
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := constraint.EnsureCRDs(ctx, s.crds, s.dyn, false, crds...); err != nil {
 		return err
 	}
 	factory := dynamicinformer.NewDynamicSharedInformerFactory(s.dyn, 0)

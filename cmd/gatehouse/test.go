@@ -51,13 +51,9 @@ or suites that cannot be read.`,
 			if internalSuite != "" {
 				return runPolicyTestChild(cmd, internalSuite, run)
 			}
-			var filter *regexp.Regexp
-			if run != "" {
-				re, err := regexp.Compile(run)
-				if err != nil {
-					return usageErrorf("-run %q: %v", run, err)
-				}
-				filter = re
+			filter, err := compileRun(run)
+			if err != nil {
+				return err
 			}
 			if len(args) == 0 {
 				args = []string{"."}
@@ -208,13 +204,9 @@ func runPolicyTestInChild(cmd *cobra.Command, suite, run string) policytest.Suit
 
 // runPolicyTestChild is the child's side: one suite, its result as JSON.
 func runPolicyTestChild(cmd *cobra.Command, suite, run string) error {
-	var filter *regexp.Regexp
-	if run != "" {
-		re, err := regexp.Compile(run)
-		if err != nil {
-			return usageErrorf("-run %q: %v", run, err)
-		}
-		filter = re
+	filter, err := compileRun(run)
+	if err != nil {
+		return err
 	}
 	fsys := os.DirFS("/")
 	name := strings.TrimPrefix(filepath.ToSlash(suite), "/")
@@ -232,4 +224,16 @@ func runPolicyTestChild(cmd *cobra.Command, suite, run string) error {
 	res := session.RunPolicyTest(cmd.Context(), fsys, found.PolicyTests[0], filter)
 	session.Close()
 	return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+}
+
+// compileRun compiles -run; "" selects everything (nil).
+func compileRun(run string) (*regexp.Regexp, error) {
+	if run == "" {
+		return nil, nil
+	}
+	re, err := regexp.Compile(run)
+	if err != nil {
+		return nil, usageErrorf("-run %q: %v", run, err)
+	}
+	return re, nil
 }
