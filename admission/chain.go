@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 	"github.com/gatehouse-dev/gatehouse/admission/mutation"
+	"github.com/gatehouse-dev/gatehouse/admission/trace"
 	"k8s.io/kubernetes/plugin/pkg/admission/noderestriction"
 )
 
@@ -33,8 +34,11 @@ type Plugin struct {
 type Deps struct {
 	Constraints *constraint.Engine
 	Mutators    *mutation.System
-	Namespaces  constraint.NamespaceLookup
-	Logger      *slog.Logger
+	// Trace, when set, records every admission step of every write
+	// request (see package trace).
+	Trace      *trace.Recorder
+	Namespaces constraint.NamespaceLookup
+	Logger     *slog.Logger
 }
 
 // Insertion points for Gatehouse's plugins, named once here so later plugins
@@ -142,6 +146,12 @@ func Configure(opts *kubeoptions.AdmissionOptions, deps Deps) error {
 	}
 	generic.RecommendedPluginOrder = order
 	generic.DefaultOffPlugins = off
+	if deps.Trace != nil {
+		// Innermost, under upstream's metrics decorator, which makes every
+		// plugin look both mutating and validating: the trace sees each
+		// plugin's own interfaces, and times the plugin alone.
+		generic.Decorators = append(k8sadmission.Decorators{trace.Decorator()}, generic.Decorators...)
+	}
 	return nil
 }
 

@@ -44,6 +44,8 @@ const (
 	defaultEtcdPeerPort          = 2380
 	defaultServiceCIDR           = "10.96.0.0/12"
 	defaultClusterCIDR           = "10.244.0.0/16"
+	// defaultTraceBuffer is how many admission traces are kept.
+	defaultTraceBuffer = 10000
 	// defaultAuditInterval is Gatekeeper's --audit-interval default.
 	defaultAuditInterval = 60 * time.Second
 )
@@ -64,6 +66,9 @@ type Config struct {
 	// against the cluster's objects (Gatekeeper's --audit-interval); 0
 	// disables the audit. A pointer so that an explicit 0 survives.
 	AuditInterval *metav1.Duration `json:"auditInterval,omitempty"`
+	// TraceBuffer is how many admission traces are kept in memory (the
+	// newest ones).
+	TraceBuffer int `json:"traceBuffer,omitempty"`
 
 	ControllerManagerPort int `json:"controllerManagerPort,omitempty"`
 	SchedulerPort         int `json:"schedulerPort,omitempty"`
@@ -138,6 +143,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.Runtime, RuntimeAuto)
 	setDefault(&c.ServiceCIDR, defaultServiceCIDR)
 	setDefault(&c.ClusterCIDR, defaultClusterCIDR)
+	setDefault(&c.TraceBuffer, defaultTraceBuffer)
 	if c.Node == nil {
 		c.Node = new(true)
 	}
@@ -267,6 +273,9 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, validation.IsValidIP(field.NewPath("bindAddress"), c.BindAddress)...)
 	errs = append(errs, c.validatePorts()...)
+	if c.TraceBuffer < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("traceBuffer"), c.TraceBuffer, "must be positive"))
+	}
 	if c.AuditEvery() < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("auditInterval"), c.AuditEvery().String(), "must be 0 (no audit) or positive"))
 	}

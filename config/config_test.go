@@ -48,6 +48,7 @@ func TestDefault(t *testing.T) {
 		APIPort:               6443,
 		Etcd:                  Etcd{ClientPort: 2379, PeerPort: 2380},
 		AuditInterval:         &metav1.Duration{Duration: 60 * time.Second},
+		TraceBuffer:           10000,
 		ControllerManagerPort: 10257,
 		SchedulerPort:         10259,
 		KubeletPort:           10250,
@@ -241,8 +242,9 @@ func fullConfig(home string) *Config {
 		},
 		KubeControllerManagerArgs: []string{"--node-monitor-grace-period=20s"},
 		KubeSchedulerArgs:         []string{"--profiling"},
-		// Not in the file: the default.
+		// Not in the file: the defaults.
 		AuditInterval: &metav1.Duration{Duration: 60 * time.Second},
+		TraceBuffer:   10000,
 	}
 }
 
@@ -654,6 +656,7 @@ var flagFields = map[string]string{
 	"bind-address":                "bindAddress",
 	"api-port":                    "apiPort",
 	"audit-interval":              "auditInterval",
+	"trace-buffer":                "traceBuffer",
 	"policies":                    "policies",
 	"etcd-servers":                "etcd.servers",
 	"etcd-cafile":                 "etcd.caFile",
@@ -778,7 +781,7 @@ func TestAddFlags(t *testing.T) {
 		"etcd-client-port", "etcd-keyfile", "etcd-peer-port", "etcd-servers",
 		"kube-apiserver-arg", "kube-controller-manager-arg", "kube-scheduler-arg",
 		"kubelet-port", "node", "policies", "runtime", "scheduler-port",
-		"service-cidr",
+		"service-cidr", "trace-buffer",
 	}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("flag names mismatch (-want +got):\n%s", diff)

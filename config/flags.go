@@ -40,6 +40,9 @@ var flagSpecs = []flagSpec{
 		copy: func(dst, src *Config) { dst.AuditInterval = &metav1.Duration{Duration: src.AuditEvery()} },
 	},
 
+	bind("trace-buffer", (*pflag.FlagSet).IntVar, func(c *Config) *int { return &c.TraceBuffer },
+		"How many admission traces (the newest) are kept in memory for gatehouse trace."),
+
 	bind("etcd-servers", (*pflag.FlagSet).StringSliceVar, func(c *Config) *[]string { return &c.Etcd.Servers },
 		"Comma-separated URLs of an external etcd cluster, e.g. https://10.0.0.1:2379. If empty, an embedded etcd is started."),
 	bind("etcd-cafile", pathVar, func(c *Config) *string { return &c.Etcd.CAFile },

@@ -15,6 +15,7 @@ import (
 	schedoptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 
 	"github.com/gatehouse-dev/gatehouse/admission"
+	"github.com/gatehouse-dev/gatehouse/admission/trace"
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/controlplane/pki"
 )
@@ -89,7 +90,47 @@ func runAPIServer(ctx context.Context, flags flagMap, passthrough []string, deps
 	if errs := completed.Validate(); len(errs) != 0 {
 		return nil, fmt.Errorf("kube-apiserver: %w", utilerrors.NewAggregate(errs))
 	}
-	return func() error { return apiserverapp.Run(ctx, completed) }, nil
+	return func() error { return runAPIServerWithTrace(ctx, completed, deps.Trace) }, nil
+}
+
+// runAPIServerWithTrace is upstream's app.Run (NewConfig, Complete,
+// CreateServerChain, PrepareRun, Run) with the admission trace's two
+// hooks: its filter innermost in the handler chain of the outermost
+// server (the aggregator, whose chain every request passes; the servers it
+// delegates to are reached without filters), and its endpoint on that
+// server's mux, behind the same authentication and authorization.
+func runAPIServerWithTrace(ctx context.Context, opts apiserveroptions.CompletedOptions, rec *trace.Recorder) error {
+	if opts.InformerName == nil {
+		name, err := cache.NewInformerName("kube-apiserver")
+		if err != nil {
+			return err
+		}
+		opts.InformerName = name
+	}
+	config, err := apiserverapp.NewConfig(opts)
+	if err != nil {
+		return err
+	}
+	if rec != nil {
+		generic := &config.Aggregator.GenericConfig.Config
+		generic.BuildHandlerChainFunc = trace.WrapHandlerChain(generic.BuildHandlerChainFunc, rec)
+	}
+	completed, err := config.Complete()
+	if err != nil {
+		return err
+	}
+	server, err := apiserverapp.CreateServerChain(completed)
+	if err != nil {
+		return err
+	}
+	if rec != nil {
+		server.GenericAPIServer.Handler.NonGoRestfulMux.Handle(trace.Path, trace.Handler(rec))
+	}
+	prepared, err := server.PrepareRun()
+	if err != nil {
+		return err
+	}
+	return prepared.Run(ctx)
 }
 
 // leaderElect is on when the storage is shared: several Gatehouse control

@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/admission"
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 	"github.com/gatehouse-dev/gatehouse/admission/mutation"
+	"github.com/gatehouse-dev/gatehouse/admission/trace"
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/controlplane/etcd"
 	"github.com/gatehouse-dev/gatehouse/controlplane/pki"
@@ -38,6 +39,8 @@ type ControlPlane struct {
 	Constraints *constraint.Engine
 	// Mutators are the Gatekeeper mutators the admission chain applies.
 	Mutators *mutation.System
+	// Traces are the admission traces of recent write requests.
+	Traces *trace.Recorder
 
 	// ctx lives as long as the API server; ctrlCtx, its child, as long as
 	// the API server's clients (controller-manager, scheduler), which stop
@@ -174,7 +177,8 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	if err != nil {
 		return nil, err
 	}
-	deps := admission.Deps{Constraints: engine, Mutators: mutators, Namespaces: syncer.Namespace, Logger: logger}
+	traces := trace.NewRecorder(cfg.TraceBuffer)
+	deps := admission.Deps{Constraints: engine, Mutators: mutators, Namespaces: syncer.Namespace, Logger: logger, Trace: traces}
 	flags := apiserverFlags(cfg, bundle, st)
 	readyz := server + "/readyz"
 	if ephemeral {
@@ -190,7 +194,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 		return nil, err
 	}
 	logger.Info("kube-apiserver ready", "url", server)
-	cp.Constraints, cp.Mutators = engine, mutators
+	cp.Constraints, cp.Mutators, cp.Traces = engine, mutators, traces
 	if ephemeral {
 		if err := ensureSystemPriorityClasses(ctx, admin); err != nil {
 			return nil, err

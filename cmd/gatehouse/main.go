@@ -56,7 +56,7 @@ func newRootCommand() *cobra.Command {
 		return pprof.StartCPUProfile(f)
 	}
 
-	root.AddCommand(newUpCommand(), newCheckCommand(), newTestCommand(), newAuditCommand(), newKubeconfigCommand(), newVersionCommand())
+	root.AddCommand(newUpCommand(), newCheckCommand(), newTestCommand(), newTraceCommand(), newAuditCommand(), newKubeconfigCommand(), newVersionCommand())
 	return root
 }
 

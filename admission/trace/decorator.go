@@ -1,0 +1,130 @@
+package trace
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/warning"
+)
+
+// Decorator returns the admission decorator that records every plugin's
+// call into the request's trace. Requests without a trace (those the
+// Record does not open one for) pass through untouched.
+func Decorator() admission.Decorator {
+	return admission.DecoratorFunc(decorate)
+}
+
+func decorate(handler admission.Interface, name string) admission.Interface {
+	base := plugin{Interface: handler, name: name}
+	mut, isMut := handler.(admission.MutationInterface)
+	val, isVal := handler.(admission.ValidationInterface)
+	// The wrapper implements exactly the interfaces of the plugin: the
+	// chain decides what to call by type assertion.
+	switch {
+	case isMut && isVal:
+		return &mutatingValidating{mutating{base, mut}, validating{base, val}}
+	case isMut:
+		return &mutating{base, mut}
+	case isVal:
+		return &validating{base, val}
+	}
+	return &base
+}
+
+type plugin struct {
+	admission.Interface
+	name string
+}
+
+type mutating struct {
+	plugin
+	inner admission.MutationInterface
+}
+
+type validating struct {
+	plugin
+	inner admission.ValidationInterface
+}
+
+type mutatingValidating struct {
+	mutating
+	validating
+}
+
+var (
+	_ admission.MutationInterface   = &mutating{}
+	_ admission.ValidationInterface = &validating{}
+	_ admission.MutationInterface   = &mutatingValidating{}
+	_ admission.ValidationInterface = &mutatingValidating{}
+)
+
+func (m *mutatingValidating) Handles(op admission.Operation) bool {
+	return m.mutating.Handles(op)
+}
+
+func (m *mutating) Admit(ctx context.Context, a admission.Attributes, o admission.ObjectInterfaces) error {
+	return record(ctx, m.name, "mutating", a, func(ctx context.Context) error { return m.inner.Admit(ctx, a, o) })
+}
+
+func (v *validating) Validate(ctx context.Context, a admission.Attributes, o admission.ObjectInterfaces) error {
+	return record(ctx, v.name, "validating", a, func(ctx context.Context) error { return v.inner.Validate(ctx, a, o) })
+}
+
+// record calls the plugin and adds its step to the request's trace. The
+// plugin's warnings are caught on their way to the request's warning
+// recorder, so the step says which plugin warned.
+func record(ctx context.Context, name, phase string, a admission.Attributes, call func(context.Context) error) error {
+	t := From(ctx)
+	if t == nil {
+		return call(ctx)
+	}
+	rec := &stepWarnings{ctx: ctx}
+	start := time.Now()
+	err := call(warning.WithWarningRecorder(ctx, rec))
+	step := Step{Plugin: name, Phase: phase, Verdict: VerdictAllow, Duration: time.Since(start), Warnings: rec.list()}
+	switch {
+	case err != nil && isDenial(err):
+		step.Verdict, step.Message = VerdictDeny, err.Error()
+	case err != nil:
+		step.Verdict, step.Message = VerdictError, err.Error()
+	case len(step.Warnings) > 0:
+		step.Verdict = VerdictWarn
+	}
+	t.addStep(step, a)
+	return err
+}
+
+// isDenial tells a plugin's refusal (forbidden, invalid) from its failure.
+func isDenial(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	code := status.Status().Code
+	return code == 403 || code == 422 || code == 400
+}
+
+// stepWarnings passes warnings on to the request's recorder and keeps a
+// copy for the step.
+type stepWarnings struct {
+	ctx   context.Context
+	mu    sync.Mutex
+	items []string
+}
+
+func (w *stepWarnings) AddWarning(agent, text string) {
+	w.mu.Lock()
+	w.items = append(w.items, text)
+	w.mu.Unlock()
+	warning.AddWarning(w.ctx, agent, text)
+}
+
+func (w *stepWarnings) list() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.items
+}

@@ -1,0 +1,154 @@
+package trace
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+)
+
+// Path is where the API server serves traces, under its own authentication
+// and authorization (a non-resource URL: RBAC grants it with
+// nonResourceURLs, system:masters has it).
+const Path = "/gatehouse/v1/traces"
+
+// writeVerbs are the request verbs that go through admission.
+var writeVerbs = map[string]bool{"create": true, "update": true, "patch": true, "delete": true, "deletecollection": true}
+
+// WrapHandlerChain returns a handler chain builder that puts Record
+// innermost, after upstream's filters (authentication, authorization,
+// request info), right before the API handler.
+func WrapHandlerChain(build func(http.Handler, *genericapiserver.Config) http.Handler, rec *Recorder) func(http.Handler, *genericapiserver.Config) http.Handler {
+	return func(apiHandler http.Handler, c *genericapiserver.Config) http.Handler {
+		return build(Record(apiHandler, rec), c)
+	}
+}
+
+// Record opens a trace for each write request to a resource and records
+// it once answered, if admission ran.
+func Record(next http.Handler, rec *Recorder) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		info, ok := genericapirequest.RequestInfoFrom(req.Context())
+		if !ok || !info.IsResourceRequest || !writeVerbs[info.Verb] {
+			next.ServeHTTP(w, req)
+			return
+		}
+		t := &Trace{
+			Time: time.Now(), Verb: info.Verb, Group: info.APIGroup, Version: info.APIVersion,
+			Resource: info.Resource, Subresource: info.Subresource, Namespace: info.Namespace, Name: info.Name,
+		}
+		if u, ok := genericapirequest.UserFrom(req.Context()); ok {
+			t.User, t.Groups = u.GetName(), u.GetGroups()
+		}
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(sw, req.WithContext(WithTrace(req.Context(), t)))
+		t.mu.Lock()
+		steps := len(t.Steps)
+		t.Code, t.Duration = sw.code, time.Since(t.Time)
+		switch {
+		case sw.code < 300:
+			t.Outcome = OutcomeAllowed
+		case t.Message != "":
+			t.Outcome = OutcomeDenied
+		default:
+			t.Outcome = OutcomeFailed
+		}
+		t.mu.Unlock()
+		if steps > 0 {
+			rec.Add(t)
+		}
+	})
+}
+
+// statusWriter remembers the response code.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the writer's flusher and the
+// like, which watches and streaming need.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Handler serves the recorder's traces as JSON: GET Path with optional
+// query parameters namespace, name, user, outcome, verdict, system=false
+// (leave out system:... users), after (an ID) and limit; with follow=true it streams new traces as JSON lines until
+// the client goes.
+func Handler(rec *Recorder) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodGet {
+			http.Error(w, "only GET", http.StatusMethodNotAllowed)
+			return
+		}
+		q := req.URL.Query()
+		f := Filter{Namespace: q.Get("namespace"), Name: q.Get("name"), User: q.Get("user"), Outcome: q.Get("outcome"), Verdict: q.Get("verdict"), NoSystem: q.Get("system") == "false"}
+		if a := q.Get("after"); a != "" {
+			n, err := strconv.ParseUint(a, 10, 64)
+			if err != nil {
+				http.Error(w, "after: not a trace ID: "+a, http.StatusBadRequest)
+				return
+			}
+			f.After = n
+		}
+		limit := 0
+		if l := q.Get("limit"); l != "" {
+			n, err := strconv.Atoi(l)
+			if err != nil || n < 0 {
+				http.Error(w, "limit: not a count: "+l, http.StatusBadRequest)
+				return
+			}
+			limit = n
+		}
+		if q.Get("follow") != "true" {
+			w.Header().Set("Content-Type", "application/json")
+			traces := rec.List(f, limit)
+			out := make([]*Trace, len(traces))
+			for i, t := range traces {
+				out[i] = t.Copy()
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"traces": out})
+			return
+		}
+		ch, stop := rec.Follow(1000)
+		defer stop()
+		w.Header().Set("Content-Type", "application/jsonl")
+		w.WriteHeader(http.StatusOK)
+		enc := json.NewEncoder(w)
+		flush := func() {
+			if fl, ok := w.(http.Flusher); ok {
+				fl.Flush()
+			}
+		}
+		for _, t := range rec.List(f, limit) {
+			_ = enc.Encode(t.Copy())
+		}
+		flush()
+		for {
+			select {
+			case <-req.Context().Done():
+				return
+			case t := <-ch:
+				if f.Matches(t) {
+					if err := enc.Encode(t.Copy()); err != nil {
+						return
+					}
+					flush()
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,139 @@
+// Package trace records every admission decision step by step: for each
+// write request, who sent it and what, then each admission plugin that
+// handled it in chain order with its verdict, message, warnings and
+// duration, then the outcome.
+//
+// Two hooks, both upstream's own extension points:
+//   - Record, an HTTP filter placed innermost in the API server's handler
+//     chain (after authentication and authorization), opens a Trace for
+//     each write request and puts it in the request's context; when the
+//     request is answered it closes the trace with the response code and
+//     hands it to the Recorder.
+//   - Decorator, an admission.Decorator (the API server wraps every plugin
+//     of the chain with its decorators, as it does for its own metrics),
+//     records each plugin's call into the Trace of the request's context.
+//
+// Recorder keeps the newest traces in a bounded ring and lets readers
+// follow new ones.
+//
+// Usage, as the control plane wires it:
+//
+//	rec := trace.NewRecorder(trace.DefaultCapacity)
+//	admissionOptions.Decorators = append(admissionOptions.Decorators, trace.Decorator())
+//	genericConfig.BuildHandlerChainFunc = trace.WrapHandlerChain(genericConfig.BuildHandlerChainFunc, rec)
+//	mux.Handle(trace.Path, trace.Handler(rec))
+package trace
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"k8s.io/apiserver/pkg/admission"
+)
+
+// Trace is one write request and what the admission chain made of it.
+type Trace struct {
+	ID          uint64    `json:"id"`
+	Time        time.Time `json:"time"`
+	User        string    `json:"user"`
+	Groups      []string  `json:"groups,omitempty"`
+	Verb        string    `json:"verb"`
+	Group       string    `json:"group,omitempty"`
+	Version     string    `json:"version,omitempty"`
+	Resource    string    `json:"resource"`
+	Subresource string    `json:"subresource,omitempty"`
+	Namespace   string    `json:"namespace,omitempty"`
+	Name        string    `json:"name,omitempty"`
+	// Operation and DryRun are as admission saw them.
+	Operation string `json:"operation,omitempty"`
+	DryRun    bool   `json:"dryRun,omitempty"`
+	Steps     []Step `json:"steps"`
+	// Outcome is allowed, denied (by an admission step) or failed (refused
+	// for another reason, such as validation, after admission or
+	// without it); Code is the HTTP status of the answer.
+	Outcome string `json:"outcome"`
+	Code    int    `json:"code"`
+	// Message is the denying step's message.
+	Message string `json:"message,omitempty"`
+	// Admission is the time spent in admission steps; Duration the whole
+	// request's.
+	Admission time.Duration `json:"admissionNanos"`
+	Duration  time.Duration `json:"durationNanos"`
+
+	mu sync.Mutex
+}
+
+// Step is one admission plugin's call.
+type Step struct {
+	Plugin string `json:"plugin"`
+	// Phase is mutating or validating.
+	Phase string `json:"phase"`
+	// Verdict is allow, warn (allowed with warnings), deny or error.
+	Verdict  string        `json:"verdict"`
+	Message  string        `json:"message,omitempty"`
+	Warnings []string      `json:"warnings,omitempty"`
+	Duration time.Duration `json:"durationNanos"`
+}
+
+// Verdicts and outcomes.
+const (
+	VerdictAllow = "allow"
+	VerdictWarn  = "warn"
+	VerdictDeny  = "deny"
+	VerdictError = "error"
+
+	OutcomeAllowed = "allowed"
+	OutcomeDenied  = "denied"
+	OutcomeFailed  = "failed"
+)
+
+type contextKey struct{}
+
+// WithTrace returns ctx carrying t.
+func WithTrace(ctx context.Context, t *Trace) context.Context {
+	return context.WithValue(ctx, contextKey{}, t)
+}
+
+// From returns the trace of ctx, or nil.
+func From(ctx context.Context) *Trace {
+	t, _ := ctx.Value(contextKey{}).(*Trace)
+	return t
+}
+
+// addStep appends a step; the admission chain calls plugins one after
+// another, but a trace is read concurrently by the recorder's readers only
+// after it is closed, so the lock is for safety against plugins that run
+// asynchronously.
+func (t *Trace) addStep(s Step, a admission.Attributes) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.Steps = append(t.Steps, s)
+	t.Admission += s.Duration
+	t.Operation, t.DryRun = string(a.GetOperation()), a.IsDryRun()
+	// A create's URL has no name (or only generateName); admission knows it.
+	if t.Name == "" {
+		t.Name = a.GetName()
+	}
+	if s.Verdict == VerdictDeny || s.Verdict == VerdictError {
+		t.Message = s.Message
+	}
+}
+
+// Copy returns a copy that shares nothing mutable with t.
+func (t *Trace) Copy() *Trace {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := &Trace{
+		ID: t.ID, Time: t.Time, User: t.User, Groups: append([]string(nil), t.Groups...),
+		Verb: t.Verb, Group: t.Group, Version: t.Version, Resource: t.Resource, Subresource: t.Subresource,
+		Namespace: t.Namespace, Name: t.Name, Operation: t.Operation, DryRun: t.DryRun,
+		Outcome: t.Outcome, Code: t.Code, Message: t.Message, Admission: t.Admission, Duration: t.Duration,
+	}
+	c.Steps = make([]Step, len(t.Steps))
+	for i, s := range t.Steps {
+		s.Warnings = append([]string(nil), s.Warnings...)
+		c.Steps[i] = s
+	}
+	return c
+}

@@ -1,0 +1,153 @@
+package trace
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/warning"
+)
+
+type fakePlugin struct {
+	*admission.Handler
+	warn string
+	err  error
+}
+
+func (p *fakePlugin) Admit(ctx context.Context, _ admission.Attributes, _ admission.ObjectInterfaces) error {
+	if p.warn != "" {
+		warning.AddWarning(ctx, "", p.warn)
+	}
+	return p.err
+}
+
+type fakeValidator struct {
+	*admission.Handler
+	err error
+}
+
+func (p *fakeValidator) Validate(context.Context, admission.Attributes, admission.ObjectInterfaces) error {
+	return p.err
+}
+
+type warningSink struct{ got []string }
+
+func (w *warningSink) AddWarning(_, text string) { w.got = append(w.got, text) }
+
+func TestDecoratorRecordsStepsInOrder(t *testing.T) {
+	handles := admission.NewHandler(admission.Create)
+	mut := decorate(&fakePlugin{Handler: handles, warn: "careful"}, "Mutator")
+	val := decorate(&fakeValidator{Handler: handles, err: apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "p", errors.New("no"))}, "Validator")
+	if _, ok := mut.(admission.ValidationInterface); ok {
+		t.Error("a mutating-only plugin became a validating one")
+	}
+	if _, ok := val.(admission.MutationInterface); ok {
+		t.Error("a validating-only plugin became a mutating one")
+	}
+	sink := &warningSink{}
+	tr := &Trace{}
+	ctx := warning.WithWarningRecorder(WithTrace(context.Background(), tr), sink)
+	attrs := admission.NewAttributesRecord(nil, nil, schema.GroupVersionKind{Kind: "Pod"}, "ns", "p", schema.GroupVersionResource{Resource: "pods"}, "", admission.Create, nil, true, nil)
+	if err := mut.(admission.MutationInterface).Admit(ctx, attrs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := val.(admission.ValidationInterface).Validate(ctx, attrs, nil); err == nil {
+		t.Fatal("the validator's denial was lost")
+	}
+	if len(sink.got) != 1 || sink.got[0] != "careful" {
+		t.Errorf("warnings reaching the request = %v, want the plugin's", sink.got)
+	}
+	if len(tr.Steps) != 2 {
+		t.Fatalf("steps = %+v, want 2", tr.Steps)
+	}
+	if s := tr.Steps[0]; s.Plugin != "Mutator" || s.Phase != "mutating" || s.Verdict != VerdictWarn || len(s.Warnings) != 1 {
+		t.Errorf("step 1 = %+v", s)
+	}
+	if s := tr.Steps[1]; s.Plugin != "Validator" || s.Phase != "validating" || s.Verdict != VerdictDeny || !strings.Contains(s.Message, "no") {
+		t.Errorf("step 2 = %+v", s)
+	}
+	if tr.Operation != "CREATE" || !tr.DryRun || !strings.Contains(tr.Message, "no") {
+		t.Errorf("trace = %+v, want operation CREATE, dry run, the denial's message", tr)
+	}
+	// Without a trace in the context, plugins run as they are.
+	if err := mut.(admission.MutationInterface).Admit(context.Background(), attrs, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRecorderIsBounded: a burst of 20,000 requests keeps the ring at its
+// capacity (10,000 by default) with the newest traces in it.
+func TestRecorderIsBounded(t *testing.T) {
+	rec := NewRecorder(0)
+	for i := range 20000 {
+		rec.Add(&Trace{Name: fmt.Sprintf("t%d", i), Outcome: OutcomeAllowed})
+	}
+	if rec.Len() != DefaultCapacity {
+		t.Errorf("Len = %d, want the capacity, %d", rec.Len(), DefaultCapacity)
+	}
+	all := rec.List(Filter{}, 0)
+	if len(all) != DefaultCapacity || all[0].Name != "t10000" || all[len(all)-1].Name != "t19999" {
+		t.Errorf("kept %d traces from %s to %s, want the newest 10,000 (t10000..t19999)", len(all), all[0].Name, all[len(all)-1].Name)
+	}
+	if got := rec.List(Filter{}, 3); len(got) != 3 || got[2].Name != "t19999" {
+		t.Errorf("limit 3 gave %d ending %s", len(got), got[len(got)-1].Name)
+	}
+	if got := rec.List(Filter{After: all[len(all)-2].ID}, 0); len(got) != 1 || got[0].Name != "t19999" {
+		t.Errorf("after the second newest: %d traces", len(got))
+	}
+	if got := rec.List(Filter{NoSystem: true}, 0); len(got) != DefaultCapacity {
+		t.Errorf("NoSystem left out traces of no user: %d", len(got))
+	}
+}
+
+func TestFollow(t *testing.T) {
+	rec := NewRecorder(10)
+	ch, stop := rec.Follow(4)
+	rec.Add(&Trace{Name: "a"})
+	if got := <-ch; got.Name != "a" {
+		t.Errorf("followed %s, want a", got.Name)
+	}
+	stop()
+	rec.Add(&Trace{Name: "b"}) // no follower: must not block
+}
+
+func TestHandlerFilters(t *testing.T) {
+	rec := NewRecorder(10)
+	rec.Add(&Trace{Namespace: "a", Name: "x", User: "alice", Outcome: OutcomeAllowed, Steps: []Step{{Plugin: "P", Verdict: VerdictWarn}}})
+	rec.Add(&Trace{Namespace: "b", Name: "y", User: "bob", Outcome: OutcomeDenied, Steps: []Step{{Plugin: "P", Verdict: VerdictDeny}}})
+	for query, want := range map[string]string{
+		"":                "x,y",
+		"?namespace=b":    "y",
+		"?user=alice":     "x",
+		"?outcome=denied": "y",
+		"?verdict=warn":   "x",
+		"?limit=1":        "y",
+	} {
+		w := httptest.NewRecorder()
+		Handler(rec).ServeHTTP(w, httptest.NewRequest(http.MethodGet, Path+query, nil))
+		var body struct{ Traces []*Trace }
+		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+			t.Fatalf("%s: %v: %s", query, err, w.Body)
+		}
+		var names []string
+		for _, tr := range body.Traces {
+			names = append(names, tr.Name)
+		}
+		if got := strings.Join(names, ","); got != want {
+			t.Errorf("%q gave %s, want %s", query, got, want)
+		}
+	}
+	w := httptest.NewRecorder()
+	Handler(rec).ServeHTTP(w, httptest.NewRequest(http.MethodGet, Path+"?limit=-1", nil))
+	if w.Code != http.StatusBadRequest {
+		t.Errorf("limit=-1: %d, want 400", w.Code)
+	}
+}

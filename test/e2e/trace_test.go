@@ -1,0 +1,160 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+type tracedStep struct {
+	Plugin, Phase, Verdict, Message string
+	Warnings                        []string
+}
+
+type tracedRequest struct {
+	ID                                    uint64
+	User, Verb, Resource, Namespace, Name string
+	Operation, Outcome, Message           string
+	DryRun                                bool
+	Steps                                 []tracedStep
+}
+
+// TestAdmissionTrace sends requests through a MutatingAdmissionPolicy, a
+// ValidatingAdmissionPolicy that denies, Gatekeeper constraints and
+// mutators, and reads back each step through gatehouse trace.
+func TestAdmissionTrace(t *testing.T) {
+	policies, err := filepath.Abs("testdata/check/policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := startGatehouse(t, "--policies", policies)
+	traces := func(t *testing.T, args ...string) []tracedRequest {
+		t.Helper()
+		stdout, stderr, code := runGatehouse(t, time.Minute, append([]string{"trace", "--data-dir", inst.dataDir, "-o", "json"}, args...)...)
+		if code != 0 {
+			t.Fatalf("gatehouse trace: exit %d\n%s", code, stderr)
+		}
+		var doc struct{ Traces []tracedRequest }
+		if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+			t.Fatalf("gatehouse trace -o json: %v\n%s", err, stdout)
+		}
+		return doc.Traces
+	}
+	// The policies are in force once a denial comes back.
+	poll(t, 30*time.Second, func() error {
+		_, stderr, err := inst.kubectl(t, "create", "deployment", "big", "--image=registry.example/app:1", "--replicas=9", "--dry-run=server")
+		if err == nil || !strings.Contains(stderr, "max-replicas") {
+			return fmt.Errorf("not denied yet: %v %s", err, stderr)
+		}
+		return nil
+	})
+
+	t.Run("a denied dry run: every step in order, the denying one last", func(t *testing.T) {
+		got := traces(t, "--name", "big", "--outcome", "denied", "--limit", "1")
+		if len(got) != 1 {
+			t.Fatalf("traces for big: %+v", got)
+		}
+		tr := got[0]
+		if !tr.DryRun || tr.Operation != "CREATE" || tr.Resource != "deployments" || tr.Namespace != "default" || !strings.Contains(tr.Message, "replicas must be at most 5, not 9") {
+			t.Errorf("trace = %+v", tr)
+		}
+		var order []string
+		for _, s := range tr.Steps {
+			order = append(order, s.Phase+" "+s.Plugin)
+		}
+		want := []string{"mutating MutatingAdmissionPolicy", "mutating GatekeeperMutation", "mutating MutatingAdmissionWebhook", "validating ValidatingAdmissionPolicy"}
+		last := -1
+		for _, w := range want {
+			i := slices.Index(order, w)
+			if i <= last {
+				t.Errorf("%s at %d, want after %d in %v", w, i, last, order)
+			}
+			last = i
+		}
+		final := tr.Steps[len(tr.Steps)-1]
+		if final.Plugin != "ValidatingAdmissionPolicy" || final.Verdict != "deny" {
+			t.Errorf("last step = %+v, want ValidatingAdmissionPolicy deny (validation stops there)", final)
+		}
+		if slices.Contains(order, "validating GatekeeperConstraints") {
+			t.Error("a step after the denial was recorded")
+		}
+	})
+
+	t.Run("a warning is the step of the plugin that warned", func(t *testing.T) {
+		inst.mustKubectlIn(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: traced\n  labels: {owner: e2e}\n", "apply", "-f", "-")
+		inst.mustKubectlIn(t, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: warned\n  namespace: traced\nspec:\n  containers: [{name: c, image: registry.example/app:1}]\n", "create", "--dry-run=server", "-f", "-")
+		got := traces(t, "--namespace", "traced", "--name", "warned", "--verdict", "warn")
+		if len(got) != 1 {
+			t.Fatalf("traces: %+v", got)
+		}
+		var warned []string
+		for _, s := range got[0].Steps {
+			if s.Verdict == "warn" {
+				warned = append(warned, s.Plugin+": "+strings.Join(s.Warnings, ";"))
+			}
+		}
+		if len(warned) != 1 || !strings.Contains(warned[0], `GatekeeperConstraints: [pods-should-have-team] you must provide labels: {"team"}`) {
+			t.Errorf("warning steps = %q", warned)
+		}
+		if got[0].Outcome != "allowed" {
+			t.Errorf("outcome %s, want allowed", got[0].Outcome)
+		}
+	})
+
+	t.Run("system users are left out unless asked for", func(t *testing.T) {
+		for _, tr := range traces(t, "--limit", "0") {
+			if strings.HasPrefix(tr.User, "system:") {
+				t.Fatalf("a system user's request is listed by default: %+v", tr)
+			}
+		}
+		if len(traces(t, "--limit", "0", "--system")) == 0 {
+			t.Error("--system lists nothing")
+		}
+	})
+
+	t.Run("follow prints new requests as they come", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, gatehouseBin, "trace", "--data-dir", inst.dataDir, "-f", "-o", "json", "--limit", "1", "--namespace", "traced", "--name", "followed")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cancel(); _ = cmd.Wait() }()
+		time.Sleep(500 * time.Millisecond) // let it connect
+		inst.mustKubectlIn(t, "", "create", "configmap", "followed", "-n", "traced", "--dry-run=server")
+		lines := make(chan string, 1)
+		go func() {
+			s := bufio.NewScanner(stdout)
+			if s.Scan() {
+				lines <- s.Text()
+			}
+		}()
+		select {
+		case line := <-lines:
+			var tr tracedRequest
+			if err := json.Unmarshal([]byte(line), &tr); err != nil || tr.Name != "followed" || !tr.DryRun {
+				t.Errorf("followed trace %q (%v)", line, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("gatehouse trace -f printed nothing for a new request")
+		}
+	})
+
+	t.Run("table output", func(t *testing.T) {
+		stdout, _, code := runGatehouse(t, time.Minute, "trace", "--data-dir", inst.dataDir, "--name", "big", "--limit", "1")
+		if code != 0 || !strings.Contains(stdout, "DENIED") || !strings.Contains(stdout, "CREATE (dry run)") || !strings.Contains(stdout, "deny   validating  ValidatingAdmissionPolicy") {
+			t.Errorf("exit %d:\n%s", code, stdout)
+		}
+	})
+}
