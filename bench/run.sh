@@ -2,11 +2,11 @@
 # Runs the control-plane benchmarks against the built binary and prints the
 # figures recorded in bench/README.md.
 #   make bench                 # everything
-#   bench/run.sh startup       # one part: startup | podcreate | constraints | offline
+#   bench/run.sh startup       # one part: startup | podcreate | constraints | offline | trace
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${GATEHOUSE_BIN:-bin/gatehouse}
-parts=${*:-startup podcreate constraints offline}
+parts=${*:-startup podcreate constraints offline trace}
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -45,10 +45,17 @@ for part in $parts; do
 		echo "== engine: one Pod review against 1, 10, 100 constraints; compile time per template"
 		go test ./admission/constraint/ -run '^$' -bench . -benchtime 2s -benchmem
 		;;
+	trace)
+		echo "== pod create at concurrency 16 with 16 Gatekeeper constraints: admission trace on, then off"
+		for run in 1 2 3; do
+			with_gatehouse --policies bench/policies/gatekeeper16 -- go run ./bench/podcreate --concurrency 16 --count 3000
+			with_gatehouse --policies bench/policies/gatekeeper16 --trace=false -- go run ./bench/podcreate --concurrency 16 --count 3000
+		done
+		;;
 	offline)
 		echo "== gatehouse check (1,000 Pods, 20 policies) and gatehouse test (50 templates x 4 cases)"
 		go run ./bench/offline --bin "$bin" --runs 5
 		;;
-	*) echo "unknown part $part (startup, podcreate, constraints, offline)" >&2; exit 2 ;;
+	*) echo "unknown part $part (startup, podcreate, constraints, offline, trace)" >&2; exit 2 ;;
 	esac
 done

@@ -66,6 +66,8 @@ type Config struct {
 	// against the cluster's objects (Gatekeeper's --audit-interval); 0
 	// disables the audit. A pointer so that an explicit 0 survives.
 	AuditInterval *metav1.Duration `json:"auditInterval,omitempty"`
+	// Trace turns the admission trace on (the default) or off.
+	Trace *bool `json:"trace,omitempty"`
 	// TraceBuffer is how many admission traces are kept in memory (the
 	// newest ones).
 	TraceBuffer int `json:"traceBuffer,omitempty"`
@@ -101,6 +103,9 @@ type Etcd struct {
 }
 
 // NodeEnabled reports whether a local node runs next to the control plane.
+// TraceEnabled reports whether admission is traced (the default).
+func (c *Config) TraceEnabled() bool { return c.Trace == nil || *c.Trace }
+
 func (c *Config) NodeEnabled() bool {
 	return c.Node == nil || *c.Node
 }
@@ -147,6 +152,9 @@ func (c *Config) applyDefaults() {
 	if c.Node == nil {
 		c.Node = new(true)
 	}
+	if c.Trace == nil {
+		c.Trace = new(true)
+	}
 	if c.AuditInterval == nil {
 		c.AuditInterval = &metav1.Duration{Duration: defaultAuditInterval}
 	}
@@ -189,6 +197,9 @@ func (c *Config) clone() *Config {
 	out.KubeSchedulerArgs = slices.Clone(c.KubeSchedulerArgs)
 	if c.Node != nil {
 		out.Node = new(*c.Node)
+	}
+	if c.Trace != nil {
+		out.Trace = new(*c.Trace)
 	}
 	if c.AuditInterval != nil {
 		out.AuditInterval = &metav1.Duration{Duration: c.AuditInterval.Duration}

@@ -48,6 +48,7 @@ func TestDefault(t *testing.T) {
 		APIPort:               6443,
 		Etcd:                  Etcd{ClientPort: 2379, PeerPort: 2380},
 		AuditInterval:         &metav1.Duration{Duration: 60 * time.Second},
+		Trace:                 new(true),
 		TraceBuffer:           10000,
 		ControllerManagerPort: 10257,
 		SchedulerPort:         10259,
@@ -244,6 +245,7 @@ func fullConfig(home string) *Config {
 		KubeSchedulerArgs:         []string{"--profiling"},
 		// Not in the file: the defaults.
 		AuditInterval: &metav1.Duration{Duration: 60 * time.Second},
+		Trace:         new(true),
 		TraceBuffer:   10000,
 	}
 }
@@ -657,6 +659,7 @@ var flagFields = map[string]string{
 	"api-port":                    "apiPort",
 	"audit-interval":              "auditInterval",
 	"trace-buffer":                "traceBuffer",
+	"trace":                       "trace",
 	"policies":                    "policies",
 	"etcd-servers":                "etcd.servers",
 	"etcd-cafile":                 "etcd.caFile",
@@ -781,7 +784,7 @@ func TestAddFlags(t *testing.T) {
 		"etcd-client-port", "etcd-keyfile", "etcd-peer-port", "etcd-servers",
 		"kube-apiserver-arg", "kube-controller-manager-arg", "kube-scheduler-arg",
 		"kubelet-port", "node", "policies", "runtime", "scheduler-port",
-		"service-cidr", "trace-buffer",
+		"service-cidr", "trace", "trace-buffer",
 	}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("flag names mismatch (-want +got):\n%s", diff)

@@ -40,6 +40,16 @@ var flagSpecs = []flagSpec{
 		copy: func(dst, src *Config) { dst.AuditInterval = &metav1.Duration{Duration: src.AuditEvery()} },
 	},
 
+	{
+		// Trace is a *bool in Config, so it cannot go through bind.
+		name: "trace",
+		register: func(fs *pflag.FlagSet, c *Config) {
+			c.Trace = new(c.TraceEnabled())
+			fs.BoolVar(c.Trace, "trace", *c.Trace,
+				"Record every admission decision step by step for gatehouse trace. Use --trace=false to turn it off.")
+		},
+		copy: func(dst, src *Config) { dst.Trace = new(src.TraceEnabled()) },
+	},
 	bind("trace-buffer", (*pflag.FlagSet).IntVar, func(c *Config) *int { return &c.TraceBuffer },
 		"How many admission traces (the newest) are kept in memory for gatehouse trace."),
 

@@ -177,7 +177,10 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	if err != nil {
 		return nil, err
 	}
-	traces := trace.NewRecorder(cfg.TraceBuffer)
+	var traces *trace.Recorder
+	if cfg.TraceEnabled() {
+		traces = trace.NewRecorder(cfg.TraceBuffer)
+	}
 	deps := admission.Deps{Constraints: engine, Mutators: mutators, Namespaces: syncer.Namespace, Logger: logger, Trace: traces}
 	flags := apiserverFlags(cfg, bundle, st)
 	readyz := server + "/readyz"

@@ -122,6 +122,9 @@ func showTraces(ctx context.Context, out io.Writer, cfg *rest.Config, f trace.Fi
 		return fmt.Errorf("reading traces from %s: %w", cfg.Host, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("%s serves no admission traces: is Gatehouse running there with tracing on (not --trace=false)?", cfg.Host)
+	}
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("reading traces from %s: %s: %s", cfg.Host, resp.Status, strings.TrimSpace(string(body)))
