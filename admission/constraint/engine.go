@@ -289,10 +289,12 @@ func (e *Engine) Review(ctx context.Context, review map[string]any, target *Targ
 				celNS, celConverted = celNamespace(target.NamespaceObject), true
 			}
 			evalCtx, cancel := context.WithTimeout(ctx, e.timeout)
+			start, before := time.Now(), len(out)
 			for _, c := range j.constraints {
 				out = append(out, reviewCEL(evalCtx, j.tmpl.cel, target.Attributes, c, celNS)...)
 			}
 			cancel()
+			observeTemplate(j.tmpl.source.Name, start, len(out) > before, false)
 			continue
 		}
 		if reviewTerm == nil {
@@ -308,6 +310,7 @@ func (e *Engine) Review(ctx context.Context, review map[string]any, target *Targ
 			defer e.store.Abort(ctx, txn)
 		}
 		evalCtx, cancel := context.WithTimeout(ctx, e.timeout)
+		start, before, failed := time.Now(), len(out), false
 		for _, c := range j.constraints {
 			input := ast.NewObject(
 				ast.Item(ast.StringTerm("review"), reviewTerm),
@@ -320,6 +323,7 @@ func (e *Engine) Review(ctx context.Context, review map[string]any, target *Targ
 					msg = fmt.Sprintf("template %s did not finish within %s", j.tmpl.source.Name, e.timeout)
 				}
 				out = append(out, Violation{Constraint: c, Msg: msg})
+				failed = true
 				continue
 			}
 			vs, err := toViolations(rs, c)
@@ -330,6 +334,7 @@ func (e *Engine) Review(ctx context.Context, review map[string]any, target *Targ
 			out = append(out, vs...)
 		}
 		cancel()
+		observeTemplate(j.tmpl.source.Name, start, len(out) > before, failed)
 	}
 	slices.SortStableFunc(out, func(a, b Violation) int {
 		return strings.Compare(a.Constraint.Kind+"/"+a.Constraint.Name+"\x00"+a.Msg, b.Constraint.Kind+"/"+b.Constraint.Name+"\x00"+b.Msg)
@@ -373,4 +378,16 @@ func toViolations(rs rego.ResultSet, c *Constraint) ([]Violation, error) {
 		}
 	}
 	return out, nil
+}
+
+// observeTemplate records one template's evaluation for one object.
+func observeTemplate(template string, start time.Time, violation, failed bool) {
+	result := "pass"
+	switch {
+	case failed:
+		result = "error"
+	case violation:
+		result = "violation"
+	}
+	templateEvaluations.WithLabelValues(template, result).Observe(time.Since(start).Seconds())
 }

@@ -32,6 +32,7 @@ const (
 // Register registers the plugin; every instance evaluates with engine,
 // which a Syncer keeps filled from the cluster's templates and constraints.
 func Register(plugins *admission.Plugins, engine *Engine, namespaces NamespaceLookup, logger *slog.Logger) {
+	ensureMetricsRegistered()
 	plugins.Register(PluginName, func(io.Reader) (admission.Interface, error) {
 		return NewPlugin(engine, namespaces, logger), nil
 	})
@@ -116,6 +117,7 @@ func (p *Plugin) Validate(ctx context.Context, attrs admission.Attributes, o adm
 	for _, v := range violations {
 		msg := fmt.Sprintf("[%s] %s", v.Constraint.Name, v.Msg)
 		for _, action := range v.Constraint.Actions() {
+			constraintViolations.WithLabelValues(v.Constraint.Kind, v.Constraint.Name, action).Inc()
 			switch action {
 			case ActionDeny:
 				denials = append(denials, msg)

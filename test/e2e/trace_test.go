@@ -151,6 +151,24 @@ func TestAdmissionTrace(t *testing.T) {
 		}
 	})
 
+	t.Run("metrics per constraint and template next to upstream's", func(t *testing.T) {
+		out := inst.mustKubectlIn(t, "", "get", "--raw", "/metrics")
+		for _, want := range []string{
+			`gatehouse_constraint_violations_total{action="warn",constraint="pods-should-have-team",kind="K8sRequiredLabels"}`,
+			`gatehouse_constraint_template_evaluation_duration_seconds_count{result="violation",template="k8srequiredlabels"}`,
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("/metrics has no %s", want)
+			}
+		}
+		// Upstream's own, per ValidatingAdmissionPolicy.
+		if !slices.ContainsFunc(strings.Split(out, "\n"), func(l string) bool {
+			return strings.HasPrefix(l, "apiserver_validating_admission_policy_check_total{") && strings.Contains(l, `policy="max-replicas"`)
+		}) {
+			t.Error("/metrics has no apiserver_validating_admission_policy_check_total for max-replicas")
+		}
+	})
+
 	t.Run("table output", func(t *testing.T) {
 		stdout, _, code := runGatehouse(t, time.Minute, "trace", "--data-dir", inst.dataDir, "--name", "big", "--limit", "1")
 		if code != 0 || !strings.Contains(stdout, "DENIED") || !strings.Contains(stdout, "CREATE (dry run)") || !strings.Contains(stdout, "deny   validating  ValidatingAdmissionPolicy") {
