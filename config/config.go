@@ -71,6 +71,9 @@ type Config struct {
 	// TraceBuffer is how many admission traces are kept in memory (the
 	// newest ones).
 	TraceBuffer int `json:"traceBuffer,omitempty"`
+	// TraceFile, when set, also writes every trace there as a JSON line;
+	// the file is rotated at 100 MiB, keeping three.
+	TraceFile string `json:"traceFile,omitempty"`
 
 	ControllerManagerPort int `json:"controllerManagerPort,omitempty"`
 	SchedulerPort         int `json:"schedulerPort,omitempty"`
@@ -169,7 +172,7 @@ func setDefault[T comparable](p *T, def T) {
 
 // expandPaths expands a leading ~ in every field that names a local file.
 func (c *Config) expandPaths() {
-	for _, p := range []*string{&c.DataDir, &c.Policies, &c.Etcd.CAFile, &c.Etcd.CertFile, &c.Etcd.KeyFile} {
+	for _, p := range []*string{&c.DataDir, &c.Policies, &c.TraceFile, &c.Etcd.CAFile, &c.Etcd.CertFile, &c.Etcd.KeyFile} {
 		*p = expandHome(*p)
 	}
 }

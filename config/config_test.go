@@ -660,6 +660,7 @@ var flagFields = map[string]string{
 	"audit-interval":              "auditInterval",
 	"trace-buffer":                "traceBuffer",
 	"trace":                       "trace",
+	"trace-file":                  "traceFile",
 	"policies":                    "policies",
 	"etcd-servers":                "etcd.servers",
 	"etcd-cafile":                 "etcd.caFile",
@@ -784,7 +785,7 @@ func TestAddFlags(t *testing.T) {
 		"etcd-client-port", "etcd-keyfile", "etcd-peer-port", "etcd-servers",
 		"kube-apiserver-arg", "kube-controller-manager-arg", "kube-scheduler-arg",
 		"kubelet-port", "node", "policies", "runtime", "scheduler-port",
-		"service-cidr", "trace", "trace-buffer",
+		"service-cidr", "trace", "trace-buffer", "trace-file",
 	}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("flag names mismatch (-want +got):\n%s", diff)

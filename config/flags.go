@@ -53,6 +53,9 @@ var flagSpecs = []flagSpec{
 	bind("trace-buffer", (*pflag.FlagSet).IntVar, func(c *Config) *int { return &c.TraceBuffer },
 		"How many admission traces (the newest) are kept in memory for gatehouse trace."),
 
+	bind("trace-file", pathVar, func(c *Config) *string { return &c.TraceFile },
+		"Also write every admission trace to this file as a JSON line; it is rotated at 100 MiB, keeping three."),
+
 	bind("etcd-servers", (*pflag.FlagSet).StringSliceVar, func(c *Config) *[]string { return &c.Etcd.Servers },
 		"Comma-separated URLs of an external etcd cluster, e.g. https://10.0.0.1:2379. If empty, an embedded etcd is started."),
 	bind("etcd-cafile", pathVar, func(c *Config) *string { return &c.Etcd.CAFile },

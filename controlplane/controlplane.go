@@ -57,6 +57,8 @@ type ControlPlane struct {
 	gatekeeper     func() error
 	gatekeeperOnce sync.Once
 	gatekeeperErr  error
+	// traceFile is closed, flushed, after the API server stops.
+	traceFile *trace.FileSink
 	// removeOnStop is an ephemeral control plane's directory.
 	removeOnStop string
 	// stopTimeout bounds the wait for each group of components to stop.
@@ -180,6 +182,14 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	var traces *trace.Recorder
 	if cfg.TraceEnabled() {
 		traces = trace.NewRecorder(cfg.TraceBuffer)
+		if cfg.TraceFile != "" {
+			sink, err := trace.NewFileSink(cfg.TraceFile, 0)
+			if err != nil {
+				return nil, fmt.Errorf("--trace-file %s: %w", cfg.TraceFile, err)
+			}
+			traces.WriteTo(sink)
+			cp.traceFile = sink
+		}
 	}
 	deps := admission.Deps{Constraints: engine, Mutators: mutators, Namespaces: syncer.Namespace, Logger: logger, Trace: traces}
 	flags := apiserverFlags(cfg, bundle, st)
@@ -374,6 +384,9 @@ func (cp *ControlPlane) stopAll() {
 		var closed sync.WaitGroup
 		closed.Go(cp.etcd.Close)
 		cp.waitGroup(&closed, "etcd")
+	}
+	if cp.traceFile != nil {
+		cp.traceFile.Close()
 	}
 	if cp.removeOnStop != "" {
 		os.RemoveAll(cp.removeOnStop)

@@ -18,6 +18,14 @@ type Recorder struct {
 	count    int
 	lastID   uint64
 	watchers map[chan *Trace]struct{}
+	sink     *FileSink
+}
+
+// WriteTo also writes every trace to sink from now on.
+func (r *Recorder) WriteTo(sink *FileSink) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sink = sink
 }
 
 // NewRecorder returns a recorder of capacity traces (DefaultCapacity when
@@ -45,6 +53,9 @@ func (r *Recorder) Add(t *Trace) {
 		case w <- t:
 		default: // a follower that does not keep up misses traces
 		}
+	}
+	if r.sink != nil {
+		r.sink.Add(t)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -149,5 +150,45 @@ func TestHandlerFilters(t *testing.T) {
 	Handler(rec).ServeHTTP(w, httptest.NewRequest(http.MethodGet, Path+"?limit=-1", nil))
 	if w.Code != http.StatusBadRequest {
 		t.Errorf("limit=-1: %d, want 400", w.Code)
+	}
+}
+
+func TestFileSinkRotates(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/traces.jsonl"
+	sink, err := NewFileSink(path, 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := NewRecorder(10)
+	rec.WriteTo(sink)
+	for i := range 50 {
+		rec.Add(&Trace{Name: fmt.Sprintf("object-%d", i), Outcome: OutcomeAllowed, Steps: []Step{{Plugin: "P", Verdict: VerdictAllow}}})
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	current, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(current)), "\n")
+	var last Trace
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Name != "object-49" {
+		t.Errorf("last line %q (%v), want object-49's trace", lines[len(lines)-1], err)
+	}
+	if len(current) > 2000 {
+		t.Errorf("file is %d bytes, over the 2000 it rotates at", len(current))
+	}
+	for i := 1; i <= FileBackups; i++ {
+		if _, err := os.Stat(fmt.Sprintf("%s.%d", path, i)); err != nil {
+			t.Errorf("backup %d: %v", i, err)
+		}
+	}
+	if _, err := os.Stat(fmt.Sprintf("%s.%d", path, FileBackups+1)); err == nil {
+		t.Errorf("more than %d backups kept", FileBackups)
+	}
+	if sink.Dropped() != 0 {
+		t.Errorf("%d traces dropped", sink.Dropped())
 	}
 }

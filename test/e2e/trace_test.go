@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -34,7 +35,8 @@ func TestAdmissionTrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst := startGatehouse(t, "--policies", policies)
+	traceFile := filepath.Join(t.TempDir(), "traces.jsonl")
+	inst := startGatehouse(t, "--policies", policies, "--trace-file", traceFile)
 	traces := func(t *testing.T, args ...string) []tracedRequest {
 		t.Helper()
 		stdout, stderr, code := runGatehouse(t, time.Minute, append([]string{"trace", "--data-dir", inst.dataDir, "-o", "json"}, args...)...)
@@ -167,6 +169,25 @@ func TestAdmissionTrace(t *testing.T) {
 		}) {
 			t.Error("/metrics has no apiserver_validating_admission_policy_check_total for max-replicas")
 		}
+	})
+
+	t.Run("--trace-file has the traces as JSON lines", func(t *testing.T) {
+		poll(t, 10*time.Second, func() error {
+			data, err := os.ReadFile(traceFile)
+			if err != nil {
+				return err
+			}
+			for line := range strings.SplitSeq(strings.TrimSpace(string(data)), "\n") {
+				var tr tracedRequest
+				if err := json.Unmarshal([]byte(line), &tr); err != nil {
+					return fmt.Errorf("line %q: %v", line, err)
+				}
+				if tr.Name == "big" && tr.Outcome == "denied" {
+					return nil
+				}
+			}
+			return fmt.Errorf("no trace of big in %d bytes", len(data))
+		})
 	})
 
 	t.Run("table output", func(t *testing.T) {
