@@ -250,10 +250,13 @@ func (e *Engine) Review(ctx context.Context, review map[string]any, target *Targ
 	for kind, byName := range e.constraints {
 		j := job{tmpl: e.templates[kind], constraints: map[string]*Constraint{}}
 		for name, c := range byName {
-			ok, _, err := c.Match.Matches(target)
+			ok, reason, err := c.Match.Matches(target)
 			if err != nil {
 				e.mu.RUnlock()
 				return nil, fmt.Errorf("constraint %s %s: match: %w", kind, name, err)
+			}
+			if target.Explain != nil {
+				target.Explain(c, ok, reason)
 			}
 			if ok {
 				j.constraints[name] = c

@@ -50,6 +50,9 @@ type Target struct {
 	// Attributes is the request as K8sNativeValidation (CEL) templates
 	// evaluate it, as upstream's ValidatingAdmissionPolicy sees a request.
 	Attributes *admission.VersionedAttributes
+	// Explain, when set, is told for each constraint whether its match
+	// selected the target, and if not why (for the admission trace).
+	Explain func(c *Constraint, matched bool, reason string)
 }
 
 // The rules below reproduce Gatekeeper's validation-target matcher:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -12,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/warning"
+
+	"github.com/gatehouse-dev/gatehouse/admission/trace"
 )
 
 // PluginName is the name of the constraint plugin in the admission chain.
@@ -109,9 +112,24 @@ func (p *Plugin) Validate(ctx context.Context, attrs admission.Attributes, o adm
 	}
 	target := p.target(attrs, review)
 	target.Attributes = versioned
+	// For the admission trace: every constraint, skipped (and why) or
+	// evaluated, with what it reported.
+	var matched []*Constraint
+	if trace.Tracing(ctx) {
+		target.Explain = func(c *Constraint, ok bool, reason string) {
+			if ok {
+				matched = append(matched, c)
+				return
+			}
+			trace.AddPolicy(ctx, trace.Policy{Kind: c.Kind, Name: c.Name, Verdict: trace.VerdictSkip, Reason: reason})
+		}
+	}
 	violations, err := p.engine.Review(ctx, review, target)
 	if err != nil {
 		return apierrors.NewInternalError(fmt.Errorf("%s: %w", PluginName, err))
+	}
+	if trace.Tracing(ctx) {
+		reportConstraints(ctx, matched, violations)
 	}
 	var denials []string
 	for _, v := range violations {
@@ -210,4 +228,34 @@ func (c *Constraint) Actions() []string {
 		return c.ActionsAt(EnforcementPoint)
 	}
 	return []string{c.EnforcementAction}
+}
+
+// reportConstraints tells the admission trace what each matched constraint
+// did: allow when it reported nothing, else its violations with the
+// actions taken.
+func reportConstraints(ctx context.Context, matched []*Constraint, violations []Violation) {
+	byConstraint := map[*Constraint][]string{}
+	for _, v := range violations {
+		byConstraint[v.Constraint] = append(byConstraint[v.Constraint], v.Msg)
+	}
+	slices.SortFunc(matched, func(a, b *Constraint) int { return strings.Compare(a.Kind+"/"+a.Name, b.Kind+"/"+b.Name) })
+	for _, c := range matched {
+		msgs := byConstraint[c]
+		if len(msgs) == 0 {
+			trace.AddPolicy(ctx, trace.Policy{Kind: c.Kind, Name: c.Name, Verdict: trace.VerdictAllow})
+			continue
+		}
+		verdict := trace.VerdictAllow
+		for _, a := range c.Actions() {
+			switch {
+			case a == ActionDeny:
+				verdict = trace.VerdictDeny
+			case a == ActionWarn && verdict != trace.VerdictDeny:
+				verdict = trace.VerdictWarn
+			case a == ActionDryRun && verdict == trace.VerdictAllow:
+				verdict = trace.VerdictDryRun
+			}
+		}
+		trace.AddPolicy(ctx, trace.Policy{Kind: c.Kind, Name: c.Name, Verdict: verdict, Message: strings.Join(msgs, "; ")})
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apiserver/pkg/warning"
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
+	"github.com/gatehouse-dev/gatehouse/admission/trace"
 )
 
 // PluginName is the admission plugin that applies Gatekeeper's mutators.
@@ -63,7 +64,7 @@ func (p *Plugin) Admit(ctx context.Context, attrs admission.Attributes, o admiss
 	if attrs.GetSubresource() != "" || attrs.GetObject() == nil || !p.system.Applies(attrs.GetKind(), attrs.GetOperation()) {
 		return nil
 	}
-	if err := p.mutate(attrs, o); err != nil {
+	if err := p.mutate(ctx, attrs, o); err != nil {
 		msg := strings.Join(strings.Fields(err.Error()), " ")
 		p.logger.Warn("gatekeeper mutation failed; the object goes on unmutated, as under Gatekeeper's failurePolicy Ignore",
 			"resource", attrs.GetResource().Resource, "namespace", attrs.GetNamespace(), "name", attrs.GetName(), "error", msg)
@@ -75,7 +76,7 @@ func (p *Plugin) Admit(ctx context.Context, attrs admission.Attributes, o admiss
 // mutate applies the mutators to the object in the request's version, as
 // the mutating webhooks see it, and converts the result back into the
 // request's object.
-func (p *Plugin) mutate(attrs admission.Attributes, o admission.ObjectInterfaces) error {
+func (p *Plugin) mutate(ctx context.Context, attrs admission.Attributes, o admission.ObjectInterfaces) error {
 	versioned, err := admission.NewVersionedAttributes(attrs, attrs.GetKind(), o)
 	if err != nil {
 		return fmt.Errorf("converting the object to %s: %w", attrs.GetKind(), err)
@@ -94,6 +95,13 @@ func (p *Plugin) mutate(attrs admission.Attributes, o admission.ObjectInterfaces
 		req.NamespaceObject = p.namespaces(ns)
 	}
 	changed, applied, err := p.system.Mutate(req, u)
+	// For the admission trace: the mutators that changed the object, as
+	// "<kind>//<name>:<generation>".
+	for _, id := range applied {
+		kind, rest, _ := strings.Cut(id, "//")
+		name, _, _ := strings.Cut(rest, ":")
+		trace.AddPolicy(ctx, trace.Policy{Kind: kind, Name: name, Verdict: trace.VerdictPatch})
+	}
 	if err != nil || !changed {
 		return err
 	}

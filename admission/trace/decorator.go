@@ -83,9 +83,10 @@ func record(ctx context.Context, name, phase string, a admission.Attributes, cal
 		return call(ctx)
 	}
 	rec := &stepWarnings{ctx: ctx}
+	policies := &policyCollector{}
 	start := time.Now()
-	err := call(warning.WithWarningRecorder(ctx, rec))
-	step := Step{Plugin: name, Phase: phase, Verdict: VerdictAllow, Duration: time.Since(start), Warnings: rec.list()}
+	err := call(context.WithValue(warning.WithWarningRecorder(ctx, rec), policiesKey{}, policies))
+	step := Step{Plugin: name, Phase: phase, Verdict: VerdictAllow, Duration: time.Since(start), Warnings: rec.list(), Policies: policies.policies}
 	switch {
 	case err != nil && isDenial(err):
 		step.Verdict, step.Message = VerdictDeny, err.Error()

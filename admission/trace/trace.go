@@ -74,6 +74,54 @@ type Step struct {
 	Message  string        `json:"message,omitempty"`
 	Warnings []string      `json:"warnings,omitempty"`
 	Duration time.Duration `json:"durationNanos"`
+	// Policies say, for a plugin that runs many policies, what each did:
+	// reported by the plugin itself (see AddPolicy).
+	Policies []Policy `json:"policies,omitempty"`
+}
+
+// Policy is one policy a plugin considered for a request: a constraint, a
+// mutator.
+type Policy struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	// Verdict is skip (not matched), allow, warn, deny, dryrun, patch or
+	// error.
+	Verdict string `json:"verdict"`
+	// Reason says why a policy was skipped; Message what it reported.
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Policy verdicts beyond the step verdicts.
+const (
+	VerdictSkip   = "skip"
+	VerdictDryRun = "dryrun"
+	VerdictPatch  = "patch"
+)
+
+type policiesKey struct{}
+
+// policyCollector gathers what one plugin call reports.
+type policyCollector struct {
+	mu       sync.Mutex
+	policies []Policy
+}
+
+// AddPolicy reports what one policy did, into the step of the plugin call
+// whose context ctx is. Without a trace it does nothing, so plugins call it
+// unconditionally; Tracing says whether it is worth building the report.
+func AddPolicy(ctx context.Context, p Policy) {
+	if c, ok := ctx.Value(policiesKey{}).(*policyCollector); ok {
+		c.mu.Lock()
+		c.policies = append(c.policies, p)
+		c.mu.Unlock()
+	}
+}
+
+// Tracing reports whether the plugin call of ctx is traced.
+func Tracing(ctx context.Context) bool {
+	_, ok := ctx.Value(policiesKey{}).(*policyCollector)
+	return ok
 }
 
 // Verdicts and outcomes.
@@ -133,6 +181,7 @@ func (t *Trace) Copy() *Trace {
 	c.Steps = make([]Step, len(t.Steps))
 	for i, s := range t.Steps {
 		s.Warnings = append([]string(nil), s.Warnings...)
+		s.Policies = append([]Policy(nil), s.Policies...)
 		c.Steps[i] = s
 	}
 	return c

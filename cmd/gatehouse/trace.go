@@ -213,7 +213,7 @@ func writeTraceTable(out io.Writer, traces []*trace.Trace, allSteps bool, header
 	for i, t := range traces {
 		line(rows[i])
 		for _, s := range t.Steps {
-			if !allSteps && s.Verdict == trace.VerdictAllow {
+			if !allSteps && s.Verdict == trace.VerdictAllow && !spoke(s) {
 				continue
 			}
 			msg := s.Message
@@ -221,6 +221,16 @@ func writeTraceTable(out io.Writer, traces []*trace.Trace, allSteps bool, header
 				msg = strings.Join(s.Warnings, "; ")
 			}
 			fmt.Fprintf(&b, "    %-5s  %-10s  %-28s  %8s  %s\n", s.Verdict, s.Phase, s.Plugin, s.Duration.Round(time.Microsecond), oneLineText(msg))
+			for _, p := range s.Policies {
+				if !allSteps && (p.Verdict == trace.VerdictAllow || p.Verdict == trace.VerdictSkip) {
+					continue
+				}
+				why := p.Message
+				if p.Verdict == trace.VerdictSkip {
+					why = "not matched: " + p.Reason
+				}
+				fmt.Fprintf(&b, "        %-6s  %s %s  %s\n", p.Verdict, p.Kind, p.Name, oneLineText(why))
+			}
 		}
 	}
 	_, err := io.WriteString(out, b.String())
@@ -229,4 +239,16 @@ func writeTraceTable(out io.Writer, traces []*trace.Trace, allSteps bool, header
 
 func oneLineText(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// spoke reports whether one of a step's policies did more than allow or
+// skip (a mutator's patch, a dryrun violation), worth a line even when the
+// step allowed.
+func spoke(s trace.Step) bool {
+	for _, p := range s.Policies {
+		if p.Verdict != trace.VerdictAllow && p.Verdict != trace.VerdictSkip {
+			return true
+		}
+	}
+	return false
 }

@@ -85,6 +85,16 @@ func TestGatekeeperConstraints(t *testing.T) {
 		if want := `Always platform ["serve","--verbose"] mirror.example/nginx:1.27`; out != want {
 			t.Errorf("mutated pod = %q, want %q", out, want)
 		}
+		// The admission trace names each mutator that changed the pod.
+		stdout, stderr, code := runGatehouse(t, time.Minute, "trace", "--data-dir", inst.dataDir, "--namespace", "mutate-a", "--name", "m", "--limit", "1", "-o", "json")
+		if code != 0 {
+			t.Fatalf("gatehouse trace: %s", stderr)
+		}
+		for _, want := range []string{`"kind": "Assign"`, `"name": "always-pull"`, `"kind": "AssignImage"`, `"kind": "ModifySet"`, `"kind": "AssignMetadata"`, `"verdict": "patch"`} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("trace of the mutated pod lacks %s:\n%s", want, stdout)
+			}
+		}
 		// AssignMetadata never overwrites a label that is there.
 		labelled := strings.Replace(manifest, "  namespace: mutate-a\n", "  namespace: mutate-a\n  labels:\n    owner: me\n", 1)
 		if out := inst.mustKubectlIn(t, labelled, "create", "--dry-run=server", "-f", "-", "-o", "jsonpath={.metadata.labels.owner}"); out != "me" {

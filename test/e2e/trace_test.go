@@ -17,6 +17,7 @@ import (
 type tracedStep struct {
 	Plugin, Phase, Verdict, Message string
 	Warnings                        []string
+	Policies                        []struct{ Kind, Name, Verdict, Reason, Message string }
 }
 
 type tracedRequest struct {
@@ -104,6 +105,21 @@ func TestAdmissionTrace(t *testing.T) {
 		}
 		if len(warned) != 1 || !strings.Contains(warned[0], `GatekeeperConstraints: [pods-should-have-team] you must provide labels: {"team"}`) {
 			t.Errorf("warning steps = %q", warned)
+		}
+		// Inside the step, each constraint: the one that warned, and the
+		// one whose match skipped the pod, with why.
+		var policies []string
+		for _, st := range got[0].Steps {
+			if st.Plugin == "GatekeeperConstraints" {
+				for _, p := range st.Policies {
+					policies = append(policies, p.Verdict+" "+p.Name+" "+p.Reason)
+				}
+			}
+		}
+		for _, want := range []string{"warn pods-should-have-team", `skip ns-must-have-owner kinds: ""/Pod not in`} {
+			if !slices.ContainsFunc(policies, func(p string) bool { return strings.HasPrefix(p, want) }) {
+				t.Errorf("constraint details %q lack %q", policies, want)
+			}
 		}
 		if got[0].Outcome != "allowed" {
 			t.Errorf("outcome %s, want allowed", got[0].Outcome)
