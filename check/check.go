@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +24,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+
+	"github.com/gatehouse-dev/gatehouse/admission/trace"
 )
 
 // Verdict is what admission made of one object.
@@ -69,10 +73,43 @@ type Result struct {
 	// when asked for (Options.ShowMutations).
 	Mutations string        `json:"mutations,omitempty"`
 	Duration  time.Duration `json:"-"`
+	// Explanation is what the admission trace recorded: the steps, and
+	// the policies inside them, that did more than allow.
+	Explanation []ExplainedStep `json:"explanation,omitempty"`
 	// Produced is what admission produced (nil when refused or deleted);
 	// Warnings are the warnings as the API server sent them.
 	Produced *unstructured.Unstructured `json:"-"`
 	Warnings []string                   `json:"-"`
+}
+
+// ExplainedStep is one admission step that spoke, from the trace.
+type ExplainedStep struct {
+	Plugin   string         `json:"plugin"`
+	Phase    string         `json:"phase"`
+	Verdict  string         `json:"verdict"`
+	Message  string         `json:"message,omitempty"`
+	Policies []trace.Policy `json:"policies,omitempty"`
+}
+
+// explain keeps the steps and policies of t that did more than allow (or
+// skip).
+func explain(t *trace.Trace) []ExplainedStep {
+	var out []ExplainedStep
+	for _, s := range t.Steps {
+		e := ExplainedStep{Plugin: s.Plugin, Phase: s.Phase, Verdict: s.Verdict, Message: s.Message}
+		if e.Message == "" && len(s.Warnings) > 0 {
+			e.Message = strings.Join(s.Warnings, "; ")
+		}
+		for _, p := range s.Policies {
+			if p.Verdict != trace.VerdictAllow && p.Verdict != trace.VerdictSkip {
+				e.Policies = append(e.Policies, p)
+			}
+		}
+		if s.Verdict != trace.VerdictAllow || len(e.Policies) > 0 {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Object names the result's object as kubectl does: Kind namespace/name.
@@ -90,8 +127,12 @@ type Options struct {
 	NamespaceLabels map[string]map[string]string
 	// ShowMutations records the diff the mutating chain made.
 	ShowMutations bool
-	// Concurrency is how many objects are checked at once (default 8).
+	// Concurrency is how many objects are checked at once (default 16).
 	Concurrency int
+	// Explain, when set, finds the admission trace of a request by the
+	// tag the checker sent it with (trace.TagHeader): each result then
+	// says what every admission step did (Result.Explanation).
+	Explain func(tag string) *trace.Trace
 }
 
 // Checker sends objects through an API server's admission chain with
@@ -111,6 +152,21 @@ type Checker struct {
 	cfg           *rest.Config
 	mu            sync.Mutex
 	impersonating map[string]dynamic.Interface
+	// tags number the requests for their traces.
+	tags atomic.Int64
+}
+
+type tagKey struct{}
+
+// tagTransport sends the tag of a request's context as trace.TagHeader.
+type tagTransport struct{ next http.RoundTripper }
+
+func (t tagTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if tag, ok := req.Context().Value(tagKey{}).(string); ok {
+		req = req.Clone(req.Context())
+		req.Header.Set(trace.TagHeader, tag)
+	}
+	return t.next.RoundTrip(req)
 }
 
 // NewChecker returns a checker for the API server of cfg; cfg must be
@@ -121,6 +177,7 @@ func NewChecker(cfg *rest.Config, opts Options) (*Checker, error) {
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.WarningHandlerWithContext = warningCollector{}
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return tagTransport{next: rt} })
 	// Checks run one after another as fast as the server answers.
 	cfg.QPS, cfg.Burst = -1, -1
 	dyn, err := dynamic.NewForConfig(cfg)
@@ -472,7 +529,19 @@ func (c *Checker) Check(ctx context.Context, in Input) (res Result) {
 	}
 	res.Namespace = in.Object.GetNamespace()
 	warnings := &warningList{}
-	out, err := c.dryRun(ctx, in, warnings)
+	tag := fmt.Sprintf("check-%d", c.tags.Add(1))
+	out, err := c.dryRun(context.WithValue(ctx, tagKey{}, tag), in, warnings)
+	if c.opts.Explain != nil {
+		// The server records the trace as it finishes the request, a
+		// moment after the answer has left.
+		for range 100 {
+			if t := c.opts.Explain(tag); t != nil {
+				res.Explanation = explain(t)
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
 	res.Warnings = warnings.list()
 	res.Findings = append(res.Findings, warningFindings(res.Warnings)...)
 	res.Produced = out

@@ -1,6 +1,7 @@
 package check
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/gatehouse-dev/gatehouse/admission/trace"
 	"github.com/gatehouse-dev/gatehouse/internal/junit"
 )
 
@@ -125,6 +127,15 @@ func writeTable(w io.Writer, results []Result) error {
 		line(rows[i+1])
 		for _, f := range r.Findings {
 			fmt.Fprintf(&b, "%s%s  %s: %s\n", indent, f.Action, f.Speaker(), oneLine(f.Message))
+		}
+		// What the client never sees, from the trace: dryrun
+		// violations and the mutators that patched.
+		for _, e := range r.Explanation {
+			for _, p := range e.Policies {
+				if p.Verdict == trace.VerdictDryRun || p.Verdict == trace.VerdictPatch {
+					fmt.Fprintf(&b, "%s%s  %s %s: %s\n", indent, p.Verdict, p.Kind, p.Name, oneLine(cmp.Or(p.Message, "changed the object")))
+				}
+			}
 		}
 		if len(r.Findings) == 0 && r.Message != "" && r.Verdict != Allowed && r.Verdict != Warned {
 			fmt.Fprintf(&b, "%s%s\n", indent, oneLine(r.Message))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 	"github.com/gatehouse-dev/gatehouse/admission/mutation"
+	"github.com/gatehouse-dev/gatehouse/admission/trace"
 	"github.com/gatehouse-dev/gatehouse/check"
 	"github.com/gatehouse-dev/gatehouse/controlplane"
 	"github.com/gatehouse-dev/gatehouse/policies"
@@ -64,6 +65,10 @@ func Start(ctx context.Context, opts Options) (*Session, error) {
 
 // Admin is a client config with full rights on the control plane.
 func (s *Session) Admin() *rest.Config { return s.cp.Admin }
+
+// Traces are the admission traces of the session's requests (nil when
+// tracing is off).
+func (s *Session) Traces() *trace.Recorder { return s.cp.Traces }
 
 // Constraints is the Gatekeeper engine the admission chain evaluates.
 func (s *Session) Constraints() *constraint.Engine { return s.cp.Constraints }

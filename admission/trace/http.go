@@ -15,6 +15,9 @@ import (
 // nonResourceURLs, system:masters has it).
 const Path = "/gatehouse/v1/traces"
 
+// TagHeader is a request header the trace keeps as Trace.Tag.
+const TagHeader = "X-Gatehouse-Trace-Tag"
+
 // writeVerbs are the request verbs that go through admission.
 var writeVerbs = map[string]bool{"create": true, "update": true, "patch": true, "delete": true, "deletecollection": true}
 
@@ -39,6 +42,7 @@ func Record(next http.Handler, rec *Recorder) http.Handler {
 		t := &Trace{
 			Time: time.Now(), Verb: info.Verb, Group: info.APIGroup, Version: info.APIVersion,
 			Resource: info.Resource, Subresource: info.Subresource, Namespace: info.Namespace, Name: info.Name,
+			Tag: req.Header.Get(TagHeader),
 		}
 		if u, ok := genericapirequest.UserFrom(req.Context()); ok {
 			t.User, t.Groups = u.GetName(), u.GetGroups()

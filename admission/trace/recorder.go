@@ -19,6 +19,8 @@ type Recorder struct {
 	lastID   uint64
 	watchers map[chan *Trace]struct{}
 	sink     *FileSink
+	// tagged are the traces in the ring that carry a tag, by tag.
+	tagged map[string]*Trace
 }
 
 // WriteTo also writes every trace to sink from now on.
@@ -34,7 +36,7 @@ func NewRecorder(capacity int) *Recorder {
 	if capacity <= 0 {
 		capacity = DefaultCapacity
 	}
-	return &Recorder{ring: make([]*Trace, capacity), watchers: map[chan *Trace]struct{}{}}
+	return &Recorder{ring: make([]*Trace, capacity), watchers: map[chan *Trace]struct{}{}, tagged: map[string]*Trace{}}
 }
 
 // Add records a closed trace, giving it the next ID.
@@ -43,6 +45,12 @@ func (r *Recorder) Add(t *Trace) {
 	defer r.mu.Unlock()
 	r.lastID++
 	t.ID = r.lastID
+	if old := r.ring[r.next]; old != nil && old.Tag != "" && r.tagged[old.Tag] == old {
+		delete(r.tagged, old.Tag)
+	}
+	if t.Tag != "" {
+		r.tagged[t.Tag] = t
+	}
 	r.ring[r.next] = t
 	r.next = (r.next + 1) % len(r.ring)
 	if r.count < len(r.ring) {
@@ -135,4 +143,15 @@ func (r *Recorder) Len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.count
+}
+
+// ByTag returns a copy of the newest trace with tag, or nil.
+func (r *Recorder) ByTag(tag string) *Trace {
+	r.mu.Lock()
+	t := r.tagged[tag]
+	r.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	return t.Copy()
 }

@@ -60,6 +60,9 @@ type Trace struct {
 	// request's.
 	Admission time.Duration `json:"admissionNanos"`
 	Duration  time.Duration `json:"durationNanos"`
+	// Tag is the request's TagHeader, by which a client (gatehouse
+	// check) finds the trace of a request it sent.
+	Tag string `json:"tag,omitempty"`
 
 	mu sync.Mutex
 }
@@ -176,7 +179,7 @@ func (t *Trace) Copy() *Trace {
 		ID: t.ID, Time: t.Time, User: t.User, Groups: append([]string(nil), t.Groups...),
 		Verb: t.Verb, Group: t.Group, Version: t.Version, Resource: t.Resource, Subresource: t.Subresource,
 		Namespace: t.Namespace, Name: t.Name, Operation: t.Operation, DryRun: t.DryRun,
-		Outcome: t.Outcome, Code: t.Code, Message: t.Message, Admission: t.Admission, Duration: t.Duration,
+		Outcome: t.Outcome, Code: t.Code, Message: t.Message, Admission: t.Admission, Duration: t.Duration, Tag: t.Tag,
 	}
 	c.Steps = make([]Step, len(t.Steps))
 	for i, s := range t.Steps {

@@ -192,3 +192,19 @@ func TestFileSinkRotates(t *testing.T) {
 		t.Errorf("%d traces dropped", sink.Dropped())
 	}
 }
+
+func TestByTag(t *testing.T) {
+	rec := NewRecorder(2)
+	rec.Add(&Trace{Name: "a", Tag: "t1"})
+	rec.Add(&Trace{Name: "b", Tag: "t2"})
+	if got := rec.ByTag("t1"); got == nil || got.Name != "a" {
+		t.Errorf("ByTag(t1) = %+v", got)
+	}
+	rec.Add(&Trace{Name: "c"}) // pushes a out of the ring
+	if got := rec.ByTag("t1"); got != nil {
+		t.Errorf("a trace gone from the ring is still found by its tag: %+v", got)
+	}
+	if got := rec.ByTag("t2"); got == nil || got.Name != "b" {
+		t.Errorf("ByTag(t2) = %+v", got)
+	}
+}

@@ -131,6 +131,9 @@ func runCheck(ctx context.Context, cmd *cobra.Command, r checkRun) error {
 // checkWith runs the checks against a started session.
 func checkWith(ctx context.Context, cmd *cobra.Command, session *offline.Session, inputs, old []check.Input, r checkRun) error {
 
+	if traces := session.Traces(); traces != nil {
+		r.opts.Explain = traces.ByTag
+	}
 	checker, err := check.NewChecker(session.Admin(), r.opts)
 	if err != nil {
 		return err
