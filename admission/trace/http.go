@@ -3,6 +3,7 @@ package trace
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -43,6 +44,9 @@ func Record(next http.Handler, rec *Recorder) http.Handler {
 			Time: time.Now(), Verb: info.Verb, Group: info.APIGroup, Version: info.APIVersion,
 			Resource: info.Resource, Subresource: info.Subresource, Namespace: info.Namespace, Name: info.Name,
 			Tag: req.Header.Get(TagHeader),
+			// About as many steps as the chain has plugins that handle a
+			// write: grown once at most.
+			Steps: make([]Step, 0, 32),
 		}
 		if u, ok := genericapirequest.UserFrom(req.Context()); ok {
 			t.User, t.Groups = u.GetName(), u.GetGroups()
@@ -52,6 +56,8 @@ func Record(next http.Handler, rec *Recorder) http.Handler {
 		t.mu.Lock()
 		steps := len(t.Steps)
 		t.Code, t.Duration = sw.code, time.Since(t.Time)
+		// Kept for a while in the ring: no spare capacity.
+		t.Steps = slices.Clone(t.Steps)
 		switch {
 		case sw.code < 300:
 			t.Outcome = OutcomeAllowed
