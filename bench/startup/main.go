@@ -34,7 +34,13 @@ func main() {
 	runs := flag.Int("runs", 5, "number of starts")
 	idle := flag.Duration("idle", 20*time.Second, "idle time before reading RSS")
 	reuse := flag.Bool("reuse", false, "restart on the same data directory instead of a fresh one")
+	var extra []string
+	flag.Func("arg", "extra argument for gatehouse up (repeatable), e.g. --arg=--trace=false", func(v string) error {
+		extra = append(extra, v)
+		return nil
+	})
 	flag.Parse()
+	upArgs = extra
 	if err := run(*bin, *runs, *idle, *reuse); err != nil {
 		fmt.Fprintln(os.Stderr, "startup:", err)
 		os.Exit(1)
@@ -81,6 +87,9 @@ func run(bin string, runs int, idle time.Duration, reuse bool) error {
 	return tw.Flush()
 }
 
+// upArgs are extra arguments for every gatehouse up (--arg).
+var upArgs []string
+
 func once(bin, dir string, idle time.Duration) (sample, error) {
 	ports, err := freePorts(6)
 	if err != nil {
@@ -89,6 +98,7 @@ func once(bin, dir string, idle time.Duration) (sample, error) {
 	args := []string{"up", "--node=false", "--data-dir", dir,
 		"--api-port", ports[0], "--etcd-client-port", ports[1], "--etcd-peer-port", ports[2],
 		"--controller-manager-port", ports[3], "--scheduler-port", ports[4], "--kubelet-port", ports[5]}
+	args = append(args, upArgs...)
 	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
