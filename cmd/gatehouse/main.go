@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/spf13/pflag"
 	"os"
 	"runtime/pprof"
 
@@ -64,6 +65,12 @@ func newRootCommand() *cobra.Command {
 var profileFile *os.File
 
 func main() {
+	// Upstream's version flag (component-base's verflag) lands on the
+	// global flag set that cobra merges into every command; Gatehouse has
+	// its own version command.
+	if f := pflag.CommandLine.Lookup("version"); f != nil {
+		f.Hidden = true
+	}
 	os.Exit(run(os.Args[1:]))
 }
 

@@ -28,7 +28,7 @@ func newTestCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "test [PATH...]",
-		Short: "Run policy test suites (Gatekeeper gator Suites)",
+		Short: "Run policy test suites (Gatekeeper gator Suites, Gatehouse PolicyTests)",
 		Long: `Find the test suites under PATH (files, or directories walked recursively;
 default: the current directory) and run them.
 
@@ -40,6 +40,12 @@ AdmissionReview) with its inventory and checks its assertions (violations:
 yes, no or a count, optionally of the violations whose message matches a
 pattern). Templates and constraints run on Gatehouse's own Gatekeeper engine,
 the one its admission chain uses.
+
+PolicyTest suites (apiVersion gatehouse.dev/v1alpha1, kind PolicyTest; see
+docs/policytest.md) test policies of every engine together: each suite runs
+in its own ephemeral control plane, its cases sent through the whole
+admission chain with server-side dry-run, as their user, asserting allowed or
+denied, the message, warnings and the object admission produced.
 
 Output is like go test: failures with what was expected and what came (each
 violation with the constraint that reported it), a line per suite, and last
@@ -129,7 +135,7 @@ or suites that cannot be read.`,
 	cmd.Flags().StringVar(&run, "run", "", "run only the cases whose test/case name matches this regular expression")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print every case, not only failures")
 	cmd.Flags().StringVar(&junitPath, "junit", "", "also write the results as JUnit XML to this file")
-	cmd.Flags().BoolVar(&coverage, "coverage", false, "list the constraints that no case made report a violation")
+	cmd.Flags().BoolVar(&coverage, "coverage", false, "list the policies and constraints that no case made speak")
 	cmd.Flags().StringVar(&internalSuite, "internal-policytest", "", "run one PolicyTest suite and print its result as JSON (used by gatehouse test itself)")
 	_ = cmd.Flags().MarkHidden("internal-policytest")
 	return cmd
