@@ -40,16 +40,8 @@ var flagSpecs = []flagSpec{
 		copy: func(dst, src *Config) { dst.AuditInterval = &metav1.Duration{Duration: src.AuditEvery()} },
 	},
 
-	{
-		// Trace is a *bool in Config, so it cannot go through bind.
-		name: "trace",
-		register: func(fs *pflag.FlagSet, c *Config) {
-			c.Trace = new(c.TraceEnabled())
-			fs.BoolVar(c.Trace, "trace", *c.Trace,
-				"Record every admission decision step by step for gatehouse trace. Use --trace=false to turn it off.")
-		},
-		copy: func(dst, src *Config) { dst.Trace = new(src.TraceEnabled()) },
-	},
+	onByDefault("trace", func(c *Config) **bool { return &c.Trace },
+		"Record every admission decision step by step for gatehouse trace. Use --trace=false to turn it off."),
 	bind("trace-buffer", (*pflag.FlagSet).IntVar, func(c *Config) *int { return &c.TraceBuffer },
 		"How many admission traces (the newest) are kept in memory for gatehouse trace."),
 
@@ -76,16 +68,8 @@ var flagSpecs = []flagSpec{
 	bind("kubelet-port", (*pflag.FlagSet).IntVar, func(c *Config) *int { return &c.KubeletPort },
 		"Port of the node agent (kubelet API)."),
 
-	{
-		// Node is a *bool in Config, so it cannot go through bind.
-		name: "node",
-		register: func(fs *pflag.FlagSet, c *Config) {
-			c.Node = new(c.NodeEnabled())
-			fs.BoolVar(c.Node, "node", *c.Node,
-				"Run a node next to the control plane so pods can be scheduled. Use --node=false for a control plane only.")
-		},
-		copy: func(dst, src *Config) { dst.Node = new(src.NodeEnabled()) },
-	},
+	onByDefault("node", func(c *Config) **bool { return &c.Node },
+		"Run a node next to the control plane so pods can be scheduled. Use --node=false for a control plane only."),
 	bind("runtime", (*pflag.FlagSet).StringVar, func(c *Config) *string { return &c.Runtime },
 		"Container runtime of the node: one of auto, cri, simulated."),
 	bind("container-runtime-endpoint", (*pflag.FlagSet).StringVar, func(c *Config) *string { return &c.ContainerRuntimeEndpoint },
@@ -116,6 +100,21 @@ func bind[T any](name string, addVar func(fs *pflag.FlagSet, p *T, name string, 
 			addVar(fs, p, name, *p, usage)
 		},
 		copy: func(dst, src *Config) { *field(dst) = *field(src) },
+	}
+}
+
+// onByDefault builds the row for a switch kept as a *bool in Config (nil
+// means on), which bind cannot take.
+func onByDefault(name string, field func(*Config) **bool, usage string) flagSpec {
+	enabled := func(c *Config) bool { p := *field(c); return p == nil || *p }
+	return flagSpec{
+		name: name,
+		register: func(fs *pflag.FlagSet, c *Config) {
+			p := new(enabled(c))
+			*field(c) = p
+			fs.BoolVar(p, name, *p, usage)
+		},
+		copy: func(dst, src *Config) { *field(dst) = new(enabled(src)) },
 	}
 }
 
