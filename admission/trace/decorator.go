@@ -74,6 +74,12 @@ func (v *validating) Validate(ctx context.Context, a admission.Attributes, o adm
 	return record(ctx, v.name, "validating", a, func(ctx context.Context) error { return v.inner.Validate(ctx, a, o) })
 }
 
+// runsManyPolicies are upstream's plugins that run many policies or
+// webhooks.
+var runsManyPolicies = map[string]bool{
+	"ValidatingAdmissionPolicy": true, "ValidatingAdmissionWebhook": true, "MutatingAdmissionWebhook": true,
+}
+
 // record calls the plugin and adds its step to the request's trace. The
 // plugin's warnings are caught on their way to the request's warning
 // recorder, so the step says which plugin warned.
@@ -94,6 +100,18 @@ func record(ctx context.Context, name, phase string, a admission.Attributes, cal
 		step.Verdict, step.Message = VerdictError, err.Error()
 	case len(step.Warnings) > 0:
 		step.Verdict = VerdictWarn
+	}
+	if runsManyPolicies[name] {
+		// Upstream's plugins that run many policies or webhooks report
+		// nothing per policy; what spoke is named in their words.
+		if err != nil {
+			step.Policies = append(step.Policies, Denials(err.Error())...)
+		}
+		for _, p := range Warnings(step.Warnings) {
+			if p.Kind != KindWarning {
+				step.Policies = append(step.Policies, p)
+			}
+		}
 	}
 	t.addStep(step, a)
 	return err

@@ -87,6 +87,8 @@ type Step struct {
 type Policy struct {
 	Kind string `json:"kind"`
 	Name string `json:"name"`
+	// Binding is a ValidatingAdmissionPolicy's binding.
+	Binding string `json:"binding,omitempty"`
 	// Verdict is skip (not matched), allow, warn, deny, dryrun, patch or
 	// error.
 	Verdict string `json:"verdict"`

@@ -88,6 +88,10 @@ func TestAdmissionTrace(t *testing.T) {
 		if slices.Contains(order, "validating GatekeeperConstraints") {
 			t.Error("a step after the denial was recorded")
 		}
+		// Inside upstream's step, the policy and binding that denied.
+		if ps := final.Policies; len(ps) != 1 || ps[0].Kind != "ValidatingAdmissionPolicy" || ps[0].Name != "max-replicas" || ps[0].Verdict != "deny" {
+			t.Errorf("policies of the denying step = %+v, want max-replicas deny", ps)
+		}
 	})
 
 	t.Run("a warning is the step of the plugin that warned", func(t *testing.T) {
