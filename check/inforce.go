@@ -116,33 +116,29 @@ spec:
 	loaded: func(out *unstructured.Unstructured, err error) bool {
 		return err == nil && out.GetLabels()[SentinelName] == "seen"
 	},
-}, {
-	kinds: []string{"ValidatingWebhookConfiguration"},
-	probe: SentinelName + "-vwc",
-	objects: `apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingWebhookConfiguration
+}, webhookSentinel("ValidatingWebhookConfiguration", "validating", "-vwc"),
+	webhookSentinel("MutatingWebhookConfiguration", "mutating", "-mwc")}
+
+// webhookSentinel is the sentinel of a kind of webhook configuration: one
+// webhook, named prefix.<SentinelName>.gatehouse.dev, that nothing serves;
+// its call failing on the probe shows the configuration in force.
+func webhookSentinel(kind, prefix, probeSuffix string) sentinel {
+	hook := prefix + "." + SentinelName + ".gatehouse.dev"
+	return sentinel{
+		kinds: []string{kind},
+		probe: SentinelName + probeSuffix,
+		objects: `apiVersion: admissionregistration.k8s.io/v1
+kind: ` + kind + `
 metadata:
   name: ` + SentinelName + `
 webhooks:
-- name: validating.` + SentinelName + `.gatehouse.dev` + webhookRules(SentinelName+"-vwc") + `
+- name: ` + hook + webhookRules(SentinelName+probeSuffix) + `
 `,
-	loaded: func(_ *unstructured.Unstructured, err error) bool {
-		return err != nil && strings.Contains(err.Error(), "validating."+SentinelName)
-	},
-}, {
-	kinds: []string{"MutatingWebhookConfiguration"},
-	probe: SentinelName + "-mwc",
-	objects: `apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingWebhookConfiguration
-metadata:
-  name: ` + SentinelName + `
-webhooks:
-- name: mutating.` + SentinelName + `.gatehouse.dev` + webhookRules(SentinelName+"-mwc") + `
-`,
-	loaded: func(_ *unstructured.Unstructured, err error) bool {
-		return err != nil && strings.Contains(err.Error(), "mutating."+SentinelName)
-	},
-}}
+		loaded: func(_ *unstructured.Unstructured, err error) bool {
+			return err != nil && strings.Contains(err.Error(), hook)
+		},
+	}
+}
 
 const inForceTimeout = 30 * time.Second
 

@@ -92,6 +92,56 @@ func TestCheck(t *testing.T) {
 		}
 	})
 
+	t.Run("webhook configurations are awaited and called", func(t *testing.T) {
+		dir := t.TempDir()
+		hooks := `apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: unreachable
+webhooks:
+- name: fails.example.com
+  rules:
+  - apiGroups: [""]
+    apiVersions: ["v1"]
+    operations: ["CREATE"]
+    resources: ["configmaps"]
+  objectSelector:
+    matchLabels: {hooked: "yes"}
+  clientConfig:
+    url: https://127.0.0.1:1/validate
+  sideEffects: None
+  failurePolicy: Fail
+  timeoutSeconds: 1
+  admissionReviewVersions: ["v1"]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: ignored
+webhooks:
+- name: ignored.example.com
+  rules:
+  - apiGroups: [""]
+    apiVersions: ["v1"]
+    operations: ["CREATE"]
+    resources: ["configmaps"]
+  clientConfig:
+    url: https://127.0.0.1:1/mutate
+  sideEffects: None
+  failurePolicy: Ignore
+  timeoutSeconds: 1
+  admissionReviewVersions: ["v1"]
+`
+		if err := os.WriteFile(filepath.Join(dir, "hooks.yaml"), []byte(hooks), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		objects := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hooked\n  labels: {hooked: \"yes\"}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\n"
+		stdout, stderr, code := runGatehouseIn(t, objects, "check", "-f", "-", "--policies", dir)
+		if code != 1 || !strings.Contains(stdout, "DENIED    ConfigMap default/hooked") || !strings.Contains(stdout, `error  Webhook fails.example.com:`) || !strings.Contains(stdout, "ALLOWED   ConfigMap default/plain") {
+			t.Errorf("exit %d; stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+		}
+	})
+
 	t.Run("bad input exits 2 naming the fault", func(t *testing.T) {
 		dir := t.TempDir()
 		write := func(name, content string) string {
