@@ -35,8 +35,10 @@ type Deps struct {
 	Constraints *constraint.Engine
 	Mutators    *mutation.System
 	// Trace, when set, records every admission step of every write
-	// request (see package trace).
+	// request (see package trace); Explainers add per-policy detail to
+	// the steps of upstream plugins, by plugin name.
 	Trace      *trace.Recorder
+	Explainers map[string]trace.Explainer
 	Namespaces constraint.NamespaceLookup
 	Logger     *slog.Logger
 }
@@ -150,7 +152,7 @@ func Configure(opts *kubeoptions.AdmissionOptions, deps Deps) error {
 		// Innermost, under upstream's metrics decorator, which makes every
 		// plugin look both mutating and validating: the trace sees each
 		// plugin's own interfaces, and times the plugin alone.
-		generic.Decorators = append(k8sadmission.Decorators{trace.Decorator()}, generic.Decorators...)
+		generic.Decorators = append(k8sadmission.Decorators{trace.Decorator(deps.Explainers)}, generic.Decorators...)
 	}
 	return nil
 }

@@ -25,6 +25,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/controlplane/etcd"
 	"github.com/gatehouse-dev/gatehouse/controlplane/pki"
+	validatingadmissionpolicy "k8s.io/apiserver/pkg/admission/plugin/policy/validating"
+	"k8s.io/client-go/kubernetes"
 )
 
 // ControlPlane is a running control plane.
@@ -192,6 +194,15 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 		}
 	}
 	deps := admission.Deps{Constraints: engine, Mutators: mutators, Namespaces: syncer.Namespace, Logger: logger, Trace: traces}
+	var vapExplainer *trace.VAPExplainer
+	if traces != nil {
+		kube, err := kubernetes.NewForConfig(admin)
+		if err != nil {
+			return nil, err
+		}
+		vapExplainer = trace.NewVAPExplainer(kube)
+		deps.Explainers = map[string]trace.Explainer{validatingadmissionpolicy.PluginName: vapExplainer}
+	}
 	flags := apiserverFlags(cfg, bundle, st)
 	readyz := server + "/readyz"
 	if ephemeral {
@@ -207,6 +218,9 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 		return nil, err
 	}
 	logger.Info("kube-apiserver ready", "url", server)
+	if vapExplainer != nil {
+		vapExplainer.Start(ctrlCtx)
+	}
 	cp.Constraints, cp.Mutators, cp.Traces = engine, mutators, traces
 	if ephemeral {
 		if err := ensureSystemPriorityClasses(ctx, admin); err != nil {

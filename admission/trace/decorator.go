@@ -14,12 +14,14 @@ import (
 // Decorator returns the admission decorator that records every plugin's
 // call into the request's trace. Requests without a trace (those the
 // Record does not open one for) pass through untouched.
-func Decorator() admission.Decorator {
-	return admission.DecoratorFunc(decorate)
+func Decorator(explainers map[string]Explainer) admission.Decorator {
+	return admission.DecoratorFunc(func(handler admission.Interface, name string) admission.Interface {
+		return decorate(handler, name, explainers[name])
+	})
 }
 
-func decorate(handler admission.Interface, name string) admission.Interface {
-	base := plugin{Interface: handler, name: name}
+func decorate(handler admission.Interface, name string, explainer Explainer) admission.Interface {
+	base := plugin{Interface: handler, name: name, explainer: explainer}
 	mut, isMut := handler.(admission.MutationInterface)
 	val, isVal := handler.(admission.ValidationInterface)
 	// The wrapper implements exactly the interfaces of the plugin: the
@@ -37,7 +39,8 @@ func decorate(handler admission.Interface, name string) admission.Interface {
 
 type plugin struct {
 	admission.Interface
-	name string
+	name      string
+	explainer Explainer
 }
 
 type mutating struct {
@@ -67,11 +70,11 @@ func (m *mutatingValidating) Handles(op admission.Operation) bool {
 }
 
 func (m *mutating) Admit(ctx context.Context, a admission.Attributes, o admission.ObjectInterfaces) error {
-	return record(ctx, m.name, "mutating", a, func(ctx context.Context) error { return m.inner.Admit(ctx, a, o) })
+	return record(ctx, m.plugin, "mutating", a, o, func(ctx context.Context) error { return m.inner.Admit(ctx, a, o) })
 }
 
 func (v *validating) Validate(ctx context.Context, a admission.Attributes, o admission.ObjectInterfaces) error {
-	return record(ctx, v.name, "validating", a, func(ctx context.Context) error { return v.inner.Validate(ctx, a, o) })
+	return record(ctx, v.plugin, "validating", a, o, func(ctx context.Context) error { return v.inner.Validate(ctx, a, o) })
 }
 
 // runsManyPolicies are upstream's plugins that run many policies or
@@ -83,7 +86,8 @@ var runsManyPolicies = map[string]bool{
 // record calls the plugin and adds its step to the request's trace. The
 // plugin's warnings are caught on their way to the request's warning
 // recorder, so the step says which plugin warned.
-func record(ctx context.Context, name, phase string, a admission.Attributes, call func(context.Context) error) error {
+func record(ctx context.Context, p plugin, phase string, a admission.Attributes, o admission.ObjectInterfaces, call func(context.Context) error) error {
+	name := p.name
 	t := From(ctx)
 	if t == nil {
 		return call(ctx)
@@ -112,6 +116,9 @@ func record(ctx context.Context, name, phase string, a admission.Attributes, cal
 				step.Policies = append(step.Policies, p)
 			}
 		}
+	}
+	if p.explainer != nil {
+		p.explainer.Explain(ctx, a, o, &step)
 	}
 	t.addStep(step, a)
 	return err

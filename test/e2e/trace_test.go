@@ -88,9 +88,11 @@ func TestAdmissionTrace(t *testing.T) {
 		if slices.Contains(order, "validating GatekeeperConstraints") {
 			t.Error("a step after the denial was recorded")
 		}
-		// Inside upstream's step, the policy and binding that denied.
-		if ps := final.Policies; len(ps) != 1 || ps[0].Kind != "ValidatingAdmissionPolicy" || ps[0].Name != "max-replicas" || ps[0].Verdict != "deny" {
-			t.Errorf("policies of the denying step = %+v, want max-replicas deny", ps)
+		// Inside upstream's step, the policy and binding that denied, and
+		// the other binding with why it did not apply.
+		if ps := final.Policies; len(ps) != 2 || ps[0].Name != "max-replicas" || ps[0].Verdict != "deny" ||
+			ps[1].Name != "no-latest" || ps[1].Verdict != "skip" || ps[1].Reason != "policy matchConstraints: resourceRules do not cover CREATE deployments.apps" {
+			t.Errorf("policies of the denying step = %+v, want max-replicas deny, no-latest skipped by its rules", ps)
 		}
 	})
 
@@ -123,6 +125,24 @@ func TestAdmissionTrace(t *testing.T) {
 		for _, want := range []string{"warn pods-should-have-team", `skip ns-must-have-owner kinds: ""/Pod not in`} {
 			if !slices.ContainsFunc(policies, func(p string) bool { return strings.HasPrefix(p, want) }) {
 				t.Errorf("constraint details %q lack %q", policies, want)
+			}
+		}
+		// Inside upstream's ValidatingAdmissionPolicy step, each binding
+		// and why it did not apply.
+		var bindings []string
+		for _, st := range got[0].Steps {
+			if st.Plugin == "ValidatingAdmissionPolicy" {
+				for _, p := range st.Policies {
+					bindings = append(bindings, p.Verdict+" "+p.Name+": "+p.Reason)
+				}
+			}
+		}
+		for _, want := range []string{
+			"skip max-replicas: policy matchConstraints: resourceRules do not cover CREATE pods",
+			`skip no-latest: binding matchResources: namespaceSelector "env=prod" does not select namespace "traced"`,
+		} {
+			if !slices.Contains(bindings, want) {
+				t.Errorf("policy details %q lack %q", bindings, want)
 			}
 		}
 		if got[0].Outcome != "allowed" {
