@@ -8,6 +8,7 @@ import (
 	"time"
 
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/endpoints/responsewriter"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 )
 
@@ -52,7 +53,10 @@ func Record(next http.Handler, rec *Recorder) http.Handler {
 			t.User, t.Groups = u.GetName(), u.GetGroups()
 		}
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		next.ServeHTTP(sw, req.WithContext(WithTrace(req.Context(), t)))
+		// Upstream's wrapper keeps exactly the inner writer's Flusher,
+		// CloseNotifier and Hijacker: exec, attach and port-forward (writes
+		// to pods' subresources) upgrade the connection through it.
+		next.ServeHTTP(responsewriter.WrapForHTTP1Or2(sw), req.WithContext(WithTrace(req.Context(), t)))
 		t.mu.Lock()
 		steps := len(t.Steps)
 		t.Code, t.Duration = sw.code, time.Since(t.Time)
@@ -84,15 +88,8 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
-// Unwrap lets http.ResponseController reach the writer's flusher and the
-// like, which watches and streaming need.
+// Unwrap returns the inner writer (responsewriter.UserProvidedDecorator).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func (w *statusWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
 
 // Handler serves the recorder's traces as JSON: GET Path with optional
 // query parameters namespace, name, user, outcome, verdict, system=false

@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/admission"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/warning"
 )
 
@@ -206,5 +207,28 @@ func TestByTag(t *testing.T) {
 	}
 	if got := rec.ByTag("t2"); got == nil || got.Name != "b" {
 		t.Errorf("ByTag(t2) = %+v", got)
+	}
+}
+
+// TestRecordKeepsHijacker: exec, attach and port-forward upgrade the
+// connection; the filter must not hide the writer's Hijacker.
+func TestRecordKeepsHijacker(t *testing.T) {
+	rec := NewRecorder(10)
+	var hijackable bool
+	h := Record(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, hijackable = w.(http.Hijacker)
+	}), rec)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info := &genericapirequest.RequestInfo{IsResourceRequest: true, Verb: "create", Resource: "pods", Subresource: "exec"}
+		h.ServeHTTP(w, r.WithContext(genericapirequest.WithRequestInfo(r.Context(), info)))
+	}))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL, "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !hijackable {
+		t.Error("the writer behind the trace filter is not a Hijacker (HTTP/1.1)")
 	}
 }
