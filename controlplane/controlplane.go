@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/controlplane/etcd"
 	"github.com/gatehouse-dev/gatehouse/controlplane/pki"
+	mutatingadmissionpolicy "k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
 	validatingadmissionpolicy "k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	"k8s.io/client-go/kubernetes"
 )
@@ -194,14 +195,17 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 		}
 	}
 	deps := admission.Deps{Constraints: engine, Mutators: mutators, Namespaces: syncer.Namespace, Logger: logger, Trace: traces}
-	var vapExplainer *trace.VAPExplainer
+	var explainers *trace.PolicyExplainers
 	if traces != nil {
 		kube, err := kubernetes.NewForConfig(admin)
 		if err != nil {
 			return nil, err
 		}
-		vapExplainer = trace.NewVAPExplainer(kube)
-		deps.Explainers = map[string]trace.Explainer{validatingadmissionpolicy.PluginName: vapExplainer}
+		explainers = trace.NewPolicyExplainers(kube)
+		deps.Explainers = map[string]trace.Explainer{
+			validatingadmissionpolicy.PluginName: explainers.Validating,
+			mutatingadmissionpolicy.PluginName:   explainers.Mutating,
+		}
 	}
 	flags := apiserverFlags(cfg, bundle, st)
 	readyz := server + "/readyz"
@@ -218,8 +222,8 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 		return nil, err
 	}
 	logger.Info("kube-apiserver ready", "url", server)
-	if vapExplainer != nil {
-		vapExplainer.Start(ctrlCtx)
+	if explainers != nil {
+		explainers.Start(ctrlCtx)
 	}
 	cp.Constraints, cp.Mutators, cp.Traces = engine, mutators, traces
 	if ephemeral {

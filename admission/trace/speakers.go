@@ -11,6 +11,7 @@ import (
 // (Gatekeeper's webhook's words). Kinds of the policies they name.
 const (
 	KindValidatingPolicy = "ValidatingAdmissionPolicy"
+	KindMutatingPolicy   = "MutatingAdmissionPolicy"
 	KindConstraint       = "Constraint"
 	KindWebhook          = "Webhook"
 	// KindAdmission is an upstream plugin that names no policy.

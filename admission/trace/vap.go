@@ -13,7 +13,6 @@ import (
 	"k8s.io/apiserver/pkg/admission/plugin/policy/matching"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	admissionlisters "k8s.io/client-go/listers/admissionregistration/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -24,73 +23,125 @@ type Explainer interface {
 	Explain(ctx context.Context, a admission.Attributes, o admission.ObjectInterfaces, step *Step)
 }
 
-// VAPExplainer says, for each ValidatingAdmissionPolicyBinding, whether
-// its policy's matchConstraints and its own matchResources select the
+// PolicyExplainer says, for each binding of one kind of admission policy
+// (ValidatingAdmissionPolicy or MutatingAdmissionPolicy), whether its
+// policy's matchConstraints and its own matchResources select the
 // request, and if not which criterion did not, with upstream's own matcher
-// (policy/matching, the one the plugin's dispatcher uses). What it cannot
-// see from outside the plugin, matchConditions and the validations
-// themselves, it leaves to the step's verdict: a matched binding that
-// neither denied nor warned is reported as allow.
-type VAPExplainer struct {
-	policies admissionlisters.ValidatingAdmissionPolicyLister
-	bindings admissionlisters.ValidatingAdmissionPolicyBindingLister
+// (policy/matching, the one the plugins' dispatchers use). What it cannot
+// see from outside the plugin, matchConditions and the validations or
+// mutations themselves, it leaves to the step's verdict: a matched binding
+// that the step did not name is reported as allow.
+type PolicyExplainer struct {
+	kind     string
+	bindings func() ([]policyBinding, error)
+	policy   func(name string) (*admissionregistrationv1.MatchResources, error)
 	matcher  *matching.Matcher
 	synced   []cache.InformerSynced
-	factory  informers.SharedInformerFactory
 }
 
-// NewVAPExplainer builds the explainer on its own informers; Start starts
-// them once the API server serves.
-func NewVAPExplainer(client kubernetes.Interface) *VAPExplainer {
+// policyBinding is what the explainer reads of a binding.
+type policyBinding struct {
+	name, policy   string
+	matchResources *admissionregistrationv1.MatchResources
+}
+
+// PolicyExplainers are the explainers of both plugins, on one informer
+// factory; Start starts it once the API server serves.
+type PolicyExplainers struct {
+	Validating, Mutating *PolicyExplainer
+	factory              informers.SharedInformerFactory
+}
+
+// NewPolicyExplainers builds the explainers of ValidatingAdmissionPolicy
+// and MutatingAdmissionPolicy.
+func NewPolicyExplainers(client kubernetes.Interface) *PolicyExplainers {
 	f := informers.NewSharedInformerFactory(client, 0)
-	p := f.Admissionregistration().V1().ValidatingAdmissionPolicies()
-	b := f.Admissionregistration().V1().ValidatingAdmissionPolicyBindings()
 	ns := f.Core().V1().Namespaces()
-	return &VAPExplainer{
-		policies: p.Lister(),
-		bindings: b.Lister(),
-		matcher:  matching.NewMatcher(ns.Lister(), client),
-		synced:   []cache.InformerSynced{p.Informer().HasSynced, b.Informer().HasSynced, ns.Informer().HasSynced},
-		factory:  f,
+	matcher := matching.NewMatcher(ns.Lister(), client)
+	v1 := f.Admissionregistration().V1()
+	vp, vb := v1.ValidatingAdmissionPolicies(), v1.ValidatingAdmissionPolicyBindings()
+	mp, mb := v1.MutatingAdmissionPolicies(), v1.MutatingAdmissionPolicyBindings()
+	return &PolicyExplainers{
+		factory: f,
+		Validating: &PolicyExplainer{
+			kind: KindValidatingPolicy,
+			bindings: func() ([]policyBinding, error) {
+				list, err := vb.Lister().List(labels.Everything())
+				out := make([]policyBinding, len(list))
+				for i, b := range list {
+					out[i] = policyBinding{name: b.Name, policy: b.Spec.PolicyName, matchResources: b.Spec.MatchResources}
+				}
+				return out, err
+			},
+			policy: func(name string) (*admissionregistrationv1.MatchResources, error) {
+				p, err := vp.Lister().Get(name)
+				if err != nil {
+					return nil, err
+				}
+				return p.Spec.MatchConstraints, nil
+			},
+			matcher: matcher,
+			synced:  []cache.InformerSynced{vp.Informer().HasSynced, vb.Informer().HasSynced, ns.Informer().HasSynced},
+		},
+		Mutating: &PolicyExplainer{
+			kind: KindMutatingPolicy,
+			bindings: func() ([]policyBinding, error) {
+				list, err := mb.Lister().List(labels.Everything())
+				out := make([]policyBinding, len(list))
+				for i, b := range list {
+					out[i] = policyBinding{name: b.Name, policy: b.Spec.PolicyName, matchResources: b.Spec.MatchResources}
+				}
+				return out, err
+			},
+			policy: func(name string) (*admissionregistrationv1.MatchResources, error) {
+				p, err := mp.Lister().Get(name)
+				if err != nil {
+					return nil, err
+				}
+				return p.Spec.MatchConstraints, nil
+			},
+			matcher: matcher,
+			synced:  []cache.InformerSynced{mp.Informer().HasSynced, mb.Informer().HasSynced, ns.Informer().HasSynced},
+		},
 	}
 }
 
 // Start starts the informers until ctx ends.
-func (x *VAPExplainer) Start(ctx context.Context) { x.factory.Start(ctx.Done()) }
+func (x *PolicyExplainers) Start(ctx context.Context) { x.factory.Start(ctx.Done()) }
 
 // Explain adds a Policy per binding: skip with the criterion that did not
 // select the request, or allow for those the step did not already name.
-func (x *VAPExplainer) Explain(_ context.Context, a admission.Attributes, o admission.ObjectInterfaces, step *Step) {
+func (x *PolicyExplainer) Explain(_ context.Context, a admission.Attributes, o admission.ObjectInterfaces, step *Step) {
 	for _, ok := range x.synced {
 		if !ok() {
 			return
 		}
 	}
-	bindings, err := x.bindings.List(labels.Everything())
+	bindings, err := x.bindings()
 	if err != nil {
 		return
 	}
-	slices.SortFunc(bindings, func(p, q *admissionregistrationv1.ValidatingAdmissionPolicyBinding) int {
-		return strings.Compare(p.Spec.PolicyName+"/"+p.Name, q.Spec.PolicyName+"/"+q.Name)
+	slices.SortFunc(bindings, func(p, q policyBinding) int {
+		return strings.Compare(p.policy+"/"+p.name, q.policy+"/"+q.name)
 	})
 	for _, b := range bindings {
 		if slices.ContainsFunc(step.Policies, func(p Policy) bool {
-			return p.Kind == KindValidatingPolicy && p.Name == b.Spec.PolicyName && (p.Binding == "" || p.Binding == b.Name)
+			return p.Kind == x.kind && p.Name == b.policy && (p.Binding == "" || p.Binding == b.name)
 		}) {
 			continue // it spoke: the step says so already
 		}
-		policy := Policy{Kind: KindValidatingPolicy, Name: b.Spec.PolicyName, Binding: b.Name, Verdict: VerdictAllow}
-		def, err := x.policies.Get(b.Spec.PolicyName)
+		policy := Policy{Kind: x.kind, Name: b.policy, Binding: b.name, Verdict: VerdictAllow}
+		constraints, err := x.policy(b.policy)
 		switch {
 		case err != nil:
 			policy.Verdict, policy.Reason = VerdictSkip, "binding names a policy that does not exist"
-		case def.Spec.MatchConstraints == nil:
+		case constraints == nil:
 			policy.Verdict, policy.Reason = VerdictSkip, "policy has no matchConstraints"
 		default:
-			if why := x.why(a, o, def.Spec.MatchConstraints); why != "" {
+			if why := x.why(a, o, constraints); why != "" {
 				policy.Verdict, policy.Reason = VerdictSkip, "policy matchConstraints: "+why
-			} else if b.Spec.MatchResources != nil {
-				if why := x.why(a, o, b.Spec.MatchResources); why != "" {
+			} else if b.matchResources != nil {
+				if why := x.why(a, o, b.matchResources); why != "" {
 					policy.Verdict, policy.Reason = VerdictSkip, "binding matchResources: "+why
 				}
 			}
@@ -101,7 +152,7 @@ func (x *VAPExplainer) Explain(_ context.Context, a admission.Attributes, o admi
 
 // why says which criterion of m does not select the request ("" when all
 // do), testing each alone with upstream's matcher.
-func (x *VAPExplainer) why(a admission.Attributes, o admission.ObjectInterfaces, m *admissionregistrationv1.MatchResources) string {
+func (x *PolicyExplainer) why(a admission.Attributes, o admission.ObjectInterfaces, m *admissionregistrationv1.MatchResources) string {
 	everything := &metav1.LabelSelector{}
 	only := func(r admissionregistrationv1.MatchResources) bool {
 		if r.NamespaceSelector == nil {

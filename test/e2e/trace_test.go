@@ -131,7 +131,7 @@ func TestAdmissionTrace(t *testing.T) {
 		// and why it did not apply.
 		var bindings []string
 		for _, st := range got[0].Steps {
-			if st.Plugin == "ValidatingAdmissionPolicy" {
+			if st.Plugin == "ValidatingAdmissionPolicy" || st.Plugin == "MutatingAdmissionPolicy" {
 				for _, p := range st.Policies {
 					bindings = append(bindings, p.Verdict+" "+p.Name+": "+p.Reason)
 				}
@@ -140,6 +140,7 @@ func TestAdmissionTrace(t *testing.T) {
 		for _, want := range []string{
 			"skip max-replicas: policy matchConstraints: resourceRules do not cover CREATE pods",
 			`skip no-latest: binding matchResources: namespaceSelector "env=prod" does not select namespace "traced"`,
+			"skip managed-label: policy matchConstraints: resourceRules do not cover CREATE pods",
 		} {
 			if !slices.Contains(bindings, want) {
 				t.Errorf("policy details %q lack %q", bindings, want)
