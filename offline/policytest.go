@@ -236,7 +236,7 @@ func (s *Session) stagePolicies(fsys fs.FS, dir string, paths []string) (string,
 // inline one.
 func loadObject(fsys fs.FS, dir string, ref *policytest.ObjectRef) (*unstructured.Unstructured, error) {
 	if ref.Inline != nil {
-		u := &unstructured.Unstructured{Object: runtime.DeepCopyJSON(jsonNumbers(ref.Inline).(map[string]any))}
+		u := &unstructured.Unstructured{Object: runtime.DeepCopyJSON(ref.Inline)}
 		if u.GetAPIVersion() == "" || u.GetKind() == "" {
 			return nil, errors.New("apiVersion and kind are required")
 		}
@@ -255,30 +255,6 @@ func loadObject(fsys fs.FS, dir string, ref *policytest.ObjectRef) (*unstructure
 		return nil, fmt.Errorf("%s: holds %d objects, want exactly one", name, len(docs))
 	}
 	return docs[0].Object, nil
-}
-
-// jsonNumbers turns the float64 numbers encoding/json decodes into int64
-// where they are whole, as the API machinery's decoder does.
-func jsonNumbers(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, e := range v {
-			out[k] = jsonNumbers(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(v))
-		for i, e := range v {
-			out[i] = jsonNumbers(e)
-		}
-		return out
-	case float64:
-		if v == float64(int64(v)) {
-			return int64(v)
-		}
-	}
-	return v
 }
 
 func objectKey(u *unstructured.Unstructured) string {

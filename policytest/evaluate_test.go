@@ -79,3 +79,17 @@ func TestDecodePolicyTestErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestInlineObjectNumbersAreIntegers(t *testing.T) {
+	var ref ObjectRef
+	if err := ref.UnmarshalJSON([]byte(`{"spec": {"replicas": 3, "ratio": 0.5}}`)); err != nil {
+		t.Fatal(err)
+	}
+	spec := ref.Inline["spec"].(map[string]any)
+	if _, ok := spec["replicas"].(int64); !ok {
+		t.Errorf("replicas is %T, want int64 as the API machinery decodes it", spec["replicas"])
+	}
+	if _, ok := spec["ratio"].(float64); !ok {
+		t.Errorf("ratio is %T, want float64", spec["ratio"])
+	}
+}

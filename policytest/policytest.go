@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/client-go/util/jsonpath"
 )
 
@@ -71,13 +72,14 @@ type ObjectRef struct {
 	Inline map[string]any
 }
 
-// UnmarshalJSON takes a string (a file) or an object.
+// UnmarshalJSON takes a string (a file) or an object. The object is
+// decoded as the API machinery decodes objects: whole numbers as int64.
 func (o *ObjectRef) UnmarshalJSON(data []byte) error {
 	data = bytes.TrimSpace(data)
 	if len(data) > 0 && data[0] == '"' {
 		return json.Unmarshal(data, &o.File)
 	}
-	return json.Unmarshal(data, &o.Inline)
+	return utiljson.Unmarshal(data, &o.Inline)
 }
 
 // MarshalJSON writes the file name or the object.
