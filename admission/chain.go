@@ -152,7 +152,7 @@ func Configure(opts *kubeoptions.AdmissionOptions, deps Deps) error {
 		// Innermost, under upstream's metrics decorator, which makes every
 		// plugin look both mutating and validating: the trace sees each
 		// plugin's own interfaces, and times the plugin alone.
-		generic.Decorators = append(k8sadmission.Decorators{trace.Decorator(deps.Explainers)}, generic.Decorators...)
+		generic.Decorators = append(k8sadmission.Decorators{trace.Decorator(deps.Explainers, mutation.PluginName)}, generic.Decorators...)
 	}
 	return nil
 }

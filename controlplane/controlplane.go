@@ -27,6 +27,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/controlplane/pki"
 	mutatingadmissionpolicy "k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
 	validatingadmissionpolicy "k8s.io/apiserver/pkg/admission/plugin/policy/validating"
+	mutatingwebhook "k8s.io/apiserver/pkg/admission/plugin/webhook/mutating"
+	validatingwebhook "k8s.io/apiserver/pkg/admission/plugin/webhook/validating"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -205,6 +207,8 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 		deps.Explainers = map[string]trace.Explainer{
 			validatingadmissionpolicy.PluginName: explainers.Validating,
 			mutatingadmissionpolicy.PluginName:   explainers.Mutating,
+			validatingwebhook.PluginName:         explainers.ValidatingWebhook,
+			mutatingwebhook.PluginName:           explainers.MutatingWebhook,
 		}
 	}
 	flags := apiserverFlags(cfg, bundle, st)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/warning"
 )
@@ -14,14 +15,25 @@ import (
 // Decorator returns the admission decorator that records every plugin's
 // call into the request's trace. Requests without a trace (those the
 // Record does not open one for) pass through untouched.
-func Decorator(explainers map[string]Explainer) admission.Decorator {
+//
+// For the plugins named in patched, each step also carries the JSON Patch
+// of what the plugin changed: those that run users' mutating policies
+// (Gatekeeper's mutators, say); upstream's MutatingAdmissionPolicy and
+// MutatingAdmissionWebhook always. Other plugins' changes (defaults,
+// tolerations) are left out, to spare the hot path two copies of every
+// object per plugin.
+func Decorator(explainers map[string]Explainer, patched ...string) admission.Decorator {
+	diffed := map[string]bool{"MutatingAdmissionPolicy": true, "MutatingAdmissionWebhook": true}
+	for _, name := range patched {
+		diffed[name] = true
+	}
 	return admission.DecoratorFunc(func(handler admission.Interface, name string) admission.Interface {
-		return decorate(handler, name, explainers[name])
+		return decorate(handler, name, explainers[name], diffed[name])
 	})
 }
 
-func decorate(handler admission.Interface, name string, explainer Explainer) admission.Interface {
-	base := plugin{Interface: handler, name: name, explainer: explainer}
+func decorate(handler admission.Interface, name string, explainer Explainer, patched bool) admission.Interface {
+	base := plugin{Interface: handler, name: name, explainer: explainer, patched: patched}
 	mut, isMut := handler.(admission.MutationInterface)
 	val, isVal := handler.(admission.ValidationInterface)
 	// The wrapper implements exactly the interfaces of the plugin: the
@@ -41,6 +53,7 @@ type plugin struct {
 	admission.Interface
 	name      string
 	explainer Explainer
+	patched   bool
 }
 
 type mutating struct {
@@ -70,11 +83,11 @@ func (m *mutatingValidating) Handles(op admission.Operation) bool {
 }
 
 func (m *mutating) Admit(ctx context.Context, a admission.Attributes, o admission.ObjectInterfaces) error {
-	return record(ctx, m.plugin, "mutating", a, o, func(ctx context.Context) error { return m.inner.Admit(ctx, a, o) })
+	return record(ctx, m.plugin, "mutating", a, o, func(ctx context.Context, a admission.Attributes) error { return m.inner.Admit(ctx, a, o) })
 }
 
 func (v *validating) Validate(ctx context.Context, a admission.Attributes, o admission.ObjectInterfaces) error {
-	return record(ctx, v.plugin, "validating", a, o, func(ctx context.Context) error { return v.inner.Validate(ctx, a, o) })
+	return record(ctx, v.plugin, "validating", a, o, func(ctx context.Context, a admission.Attributes) error { return v.inner.Validate(ctx, a, o) })
 }
 
 // runsManyPolicies are upstream's plugins that run many policies or
@@ -86,17 +99,38 @@ var runsManyPolicies = map[string]bool{
 // record calls the plugin and adds its step to the request's trace. The
 // plugin's warnings are caught on their way to the request's warning
 // recorder, so the step says which plugin warned.
-func record(ctx context.Context, p plugin, phase string, a admission.Attributes, o admission.ObjectInterfaces, call func(context.Context) error) error {
+func record(ctx context.Context, p plugin, phase string, a admission.Attributes, o admission.ObjectInterfaces, call func(context.Context, admission.Attributes) error) error {
 	name := p.name
 	t := From(ctx)
 	if t == nil {
-		return call(ctx)
+		return call(ctx, a)
 	}
 	rec := &stepWarnings{ctx: ctx}
 	policies := &policyCollector{}
+	annotated := &annotatedAttributes{Attributes: a}
+	var before runtime.Object
+	if p.patched && phase == "mutating" && a.GetObject() != nil {
+		before = a.GetObject().DeepCopyObject()
+	}
 	start := time.Now()
-	err := call(context.WithValue(warning.WithWarningRecorder(ctx, rec), policiesKey{}, policies))
+	err := call(context.WithValue(warning.WithWarningRecorder(ctx, rec), policiesKey{}, policies), annotated)
 	step := Step{Plugin: name, Phase: phase, Verdict: VerdictAllow, Duration: time.Since(start), Warnings: rec.list(), Policies: policies.policies}
+	if rc := a.GetReinvocationContext(); phase == "mutating" && rc != nil && rc.IsReinvoke() {
+		step.Reinvocation = true
+	}
+	if before != nil {
+		// Measured apart from the plugin's own duration.
+		if patch, perr := objectPatch(o, a.GetKind().GroupVersion(), before, a.GetObject()); perr == nil {
+			step.Patch = patch
+		} else {
+			step.Annotations = setKey(step.Annotations, "gatehouse.dev/patch-error", perr.Error())
+		}
+	}
+	fromAnnotations, rest := policiesFromAnnotations(annotated.taken())
+	step.Policies = append(step.Policies, fromAnnotations...)
+	for k, v := range rest {
+		step.Annotations = setKey(step.Annotations, k, v)
+	}
 	switch {
 	case err != nil && isDenial(err):
 		step.Verdict, step.Message = VerdictDeny, err.Error()

@@ -26,6 +26,8 @@ package trace
 
 import (
 	"context"
+	"encoding/json"
+	"maps"
 	"sync"
 	"time"
 
@@ -72,29 +74,48 @@ type Step struct {
 	Plugin string `json:"plugin"`
 	// Phase is mutating or validating.
 	Phase string `json:"phase"`
+	// Reinvocation marks a mutating plugin's second call, made because a
+	// later plugin changed the object (upstream's reinvocation).
+	Reinvocation bool `json:"reinvocation,omitempty"`
 	// Verdict is allow, warn (allowed with warnings), deny or error.
 	Verdict  string        `json:"verdict"`
 	Message  string        `json:"message,omitempty"`
 	Warnings []string      `json:"warnings,omitempty"`
 	Duration time.Duration `json:"durationNanos"`
+	// Patch is the JSON Patch (RFC 6902) of what the step changed in the
+	// object, for the plugins that run user policies that mutate
+	// (MutatingAdmissionPolicy, Gatekeeper's mutators, mutating webhooks).
+	Patch json.RawMessage `json:"patch,omitempty"`
+	// Annotations are the audit annotations the plugin added (webhook
+	// and policy auditAnnotations, upstream's own bookkeeping).
+	Annotations map[string]string `json:"annotations,omitempty"`
 	// Policies say, for a plugin that runs many policies, what each did:
 	// reported by the plugin itself (see AddPolicy).
 	Policies []Policy `json:"policies,omitempty"`
 }
 
-// Policy is one policy a plugin considered for a request: a constraint, a
-// mutator.
+// Policy is one policy a plugin considered for a request: an admission
+// policy's binding, a webhook, a constraint, a mutator.
 type Policy struct {
 	Kind string `json:"kind"`
 	Name string `json:"name"`
-	// Binding is a ValidatingAdmissionPolicy's binding.
-	Binding string `json:"binding,omitempty"`
-	// Verdict is skip (not matched), allow, warn, deny, dryrun, patch or
-	// error.
+	// Binding is an admission policy's binding; Configuration a
+	// webhook's configuration.
+	Binding       string `json:"binding,omitempty"`
+	Configuration string `json:"configuration,omitempty"`
+	// Verdict is skip (not matched), allow, warn, deny, audit, dryrun,
+	// patch, failed-open or error.
 	Verdict string `json:"verdict"`
 	// Reason says why a policy was skipped; Message what it reported.
 	Reason  string `json:"reason,omitempty"`
 	Message string `json:"message,omitempty"`
+	// Expression is the CEL expression that failed (its index among the
+	// policy's validations in ExpressionIndex), or the matchCondition
+	// that excluded the request.
+	Expression      string `json:"expression,omitempty"`
+	ExpressionIndex *int   `json:"expressionIndex,omitempty"`
+	// Patch is what this policy changed (a mutating webhook's patch).
+	Patch json.RawMessage `json:"patch,omitempty"`
 }
 
 // Policy verdicts beyond the step verdicts.
@@ -102,6 +123,11 @@ const (
 	VerdictSkip   = "skip"
 	VerdictDryRun = "dryrun"
 	VerdictPatch  = "patch"
+	// VerdictAudit is a failed validation whose binding only audits.
+	VerdictAudit = "audit"
+	// VerdictFailedOpen is a webhook whose call failed and whose
+	// failurePolicy Ignore let the request through.
+	VerdictFailedOpen = "failed-open"
 )
 
 type policiesKey struct{}
@@ -187,6 +213,7 @@ func (t *Trace) Copy() *Trace {
 	for i, s := range t.Steps {
 		s.Warnings = append([]string(nil), s.Warnings...)
 		s.Policies = append([]Policy(nil), s.Policies...)
+		s.Annotations = maps.Clone(s.Annotations)
 		c.Steps[i] = s
 	}
 	return c

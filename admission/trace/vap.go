@@ -5,12 +5,18 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apiserver/pkg/admission"
+	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/matching"
+	policymutating "k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
+	policyvalidating "k8s.io/apiserver/pkg/admission/plugin/policy/validating"
+	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
+	"k8s.io/apiserver/pkg/cel/environment"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -34,9 +40,26 @@ type Explainer interface {
 type PolicyExplainer struct {
 	kind     string
 	bindings func() ([]policyBinding, error)
-	policy   func(name string) (*admissionregistrationv1.MatchResources, error)
+	policy   func(name string) (*policyInfo, error)
 	matcher  *matching.Matcher
 	synced   []cache.InformerSynced
+	// conditions caches each policy's compiled matchConditions by UID and
+	// resourceVersion.
+	conditions sync.Map
+}
+
+// policyInfo is what the explainer reads of a policy.
+type policyInfo struct {
+	key, name, kind string
+	match           *admissionregistrationv1.MatchResources
+	conditions      []admissionregistrationv1.MatchCondition
+	variables       []plugincel.NamedExpressionAccessor
+	validations     []string
+	failurePolicy   *admissionregistrationv1.FailurePolicyType
+	hasParams       bool
+	// reinvoked: a MutatingAdmissionPolicy with reinvocationPolicy
+	// IfNeeded, applied again in the reinvocation round.
+	reinvoked bool
 }
 
 // policyBinding is what the explainer reads of a binding.
@@ -45,24 +68,29 @@ type policyBinding struct {
 	matchResources *admissionregistrationv1.MatchResources
 }
 
-// PolicyExplainers are the explainers of both plugins, on one informer
-// factory; Start starts it once the API server serves.
+// PolicyExplainers are the explainers of upstream's four plugins that run
+// users' policies and webhooks, on one informer factory; Start starts it
+// once the API server serves.
 type PolicyExplainers struct {
-	Validating, Mutating *PolicyExplainer
-	factory              informers.SharedInformerFactory
+	Validating, Mutating               *PolicyExplainer
+	ValidatingWebhook, MutatingWebhook *WebhookExplainer
+	factory                            informers.SharedInformerFactory
 }
 
-// NewPolicyExplainers builds the explainers of ValidatingAdmissionPolicy
-// and MutatingAdmissionPolicy.
+// NewPolicyExplainers builds the explainers of ValidatingAdmissionPolicy,
+// MutatingAdmissionPolicy and both webhook plugins.
 func NewPolicyExplainers(client kubernetes.Interface) *PolicyExplainers {
 	f := informers.NewSharedInformerFactory(client, 0)
+	validatingHooks, mutatingHooks := webhookSources(f)
 	ns := f.Core().V1().Namespaces()
 	matcher := matching.NewMatcher(ns.Lister(), client)
 	v1 := f.Admissionregistration().V1()
 	vp, vb := v1.ValidatingAdmissionPolicies(), v1.ValidatingAdmissionPolicyBindings()
 	mp, mb := v1.MutatingAdmissionPolicies(), v1.MutatingAdmissionPolicyBindings()
 	return &PolicyExplainers{
-		factory: f,
+		factory:           f,
+		ValidatingWebhook: newWebhookExplainer(validatingHooks, client, f),
+		MutatingWebhook:   newWebhookExplainer(mutatingHooks, client, f),
 		Validating: &PolicyExplainer{
 			kind: KindValidatingPolicy,
 			bindings: func() ([]policyBinding, error) {
@@ -73,12 +101,21 @@ func NewPolicyExplainers(client kubernetes.Interface) *PolicyExplainers {
 				}
 				return out, err
 			},
-			policy: func(name string) (*admissionregistrationv1.MatchResources, error) {
+			policy: func(name string) (*policyInfo, error) {
 				p, err := vp.Lister().Get(name)
 				if err != nil {
 					return nil, err
 				}
-				return p.Spec.MatchConstraints, nil
+				info := &policyInfo{key: string(p.UID) + "/" + p.ResourceVersion, name: p.Name, kind: "validate",
+					match: p.Spec.MatchConstraints, conditions: p.Spec.MatchConditions, failurePolicy: p.Spec.FailurePolicy,
+					hasParams: p.Spec.ParamKind != nil}
+				for _, v := range p.Spec.Variables {
+					info.variables = append(info.variables, &policyvalidating.Variable{Name: v.Name, Expression: v.Expression})
+				}
+				for _, v := range p.Spec.Validations {
+					info.validations = append(info.validations, v.Expression)
+				}
+				return info, nil
 			},
 			matcher: matcher,
 			synced:  []cache.InformerSynced{vp.Informer().HasSynced, vb.Informer().HasSynced, ns.Informer().HasSynced},
@@ -93,12 +130,18 @@ func NewPolicyExplainers(client kubernetes.Interface) *PolicyExplainers {
 				}
 				return out, err
 			},
-			policy: func(name string) (*admissionregistrationv1.MatchResources, error) {
+			policy: func(name string) (*policyInfo, error) {
 				p, err := mp.Lister().Get(name)
 				if err != nil {
 					return nil, err
 				}
-				return p.Spec.MatchConstraints, nil
+				info := &policyInfo{key: string(p.UID) + "/" + p.ResourceVersion, name: p.Name, kind: "mutate",
+					match: p.Spec.MatchConstraints, conditions: p.Spec.MatchConditions, failurePolicy: p.Spec.FailurePolicy,
+					hasParams: p.Spec.ParamKind != nil, reinvoked: p.Spec.ReinvocationPolicy == admissionregistrationv1.IfNeededReinvocationPolicy}
+				for _, v := range p.Spec.Variables {
+					info.variables = append(info.variables, &policymutating.Variable{Name: v.Name, Expression: v.Expression})
+				}
+				return info, nil
 			},
 			matcher: matcher,
 			synced:  []cache.InformerSynced{mp.Informer().HasSynced, mb.Informer().HasSynced, ns.Informer().HasSynced},
@@ -111,7 +154,7 @@ func (x *PolicyExplainers) Start(ctx context.Context) { x.factory.Start(ctx.Done
 
 // Explain adds a Policy per binding: skip with the criterion that did not
 // select the request, or allow for those the step did not already name.
-func (x *PolicyExplainer) Explain(_ context.Context, a admission.Attributes, o admission.ObjectInterfaces, step *Step) {
+func (x *PolicyExplainer) Explain(ctx context.Context, a admission.Attributes, o admission.ObjectInterfaces, step *Step) {
 	for _, ok := range x.synced {
 		if !ok() {
 			return
@@ -131,23 +174,103 @@ func (x *PolicyExplainer) Explain(_ context.Context, a admission.Attributes, o a
 			continue // it spoke: the step says so already
 		}
 		policy := Policy{Kind: x.kind, Name: b.policy, Binding: b.name, Verdict: VerdictAllow}
-		constraints, err := x.policy(b.policy)
+		info, err := x.policy(b.policy)
 		switch {
 		case err != nil:
 			policy.Verdict, policy.Reason = VerdictSkip, "binding names a policy that does not exist"
-		case constraints == nil:
+		case info.match == nil:
 			policy.Verdict, policy.Reason = VerdictSkip, "policy has no matchConstraints"
 		default:
-			if why := x.why(a, o, constraints); why != "" {
+			if why := x.why(a, o, info.match); why != "" {
 				policy.Verdict, policy.Reason = VerdictSkip, "policy matchConstraints: "+why
 			} else if b.matchResources != nil {
 				if why := x.why(a, o, b.matchResources); why != "" {
 					policy.Verdict, policy.Reason = VerdictSkip, "binding matchResources: "+why
 				}
 			}
+			if policy.Verdict != VerdictSkip && len(info.conditions) > 0 {
+				policy.Verdict, policy.Reason, policy.Expression = x.matchConditions(ctx, a, o, info)
+			}
+			if policy.Verdict != VerdictSkip && step.Reinvocation && !info.reinvoked {
+				policy.Verdict, policy.Reason = VerdictSkip, "not applied again in the reinvocation round (reinvocationPolicy Never)"
+			}
 		}
 		step.Policies = append(step.Policies, policy)
 	}
+	x.fillIn(step)
+}
+
+// fillIn completes what the step's own words left out: the expression of
+// each failed validation whose index upstream gave (Audit bindings) or
+// whose message is upstream's default ("failed expression: ..."), and,
+// when exactly one MutatingAdmissionPolicy binding applied, the step's
+// patch as that binding's.
+func (x *PolicyExplainer) fillIn(step *Step) {
+	applied := -1
+	for i := range step.Policies {
+		p := &step.Policies[i]
+		if p.Kind != x.kind {
+			continue
+		}
+		if p.Verdict == VerdictAllow {
+			if applied == -1 {
+				applied = i
+			} else {
+				applied = -2
+			}
+		}
+		if expr, ok := strings.CutPrefix(p.Message, "failed expression: "); ok && p.Expression == "" {
+			p.Expression = strings.TrimSpace(expr)
+		}
+		if p.ExpressionIndex != nil && p.Expression == "" {
+			if info, err := x.policy(p.Name); err == nil && *p.ExpressionIndex < len(info.validations) {
+				p.Expression = info.validations[*p.ExpressionIndex]
+			}
+		}
+	}
+	if x.kind == KindMutatingPolicy && applied >= 0 && step.Patch != nil {
+		step.Policies[applied].Verdict, step.Policies[applied].Patch = VerdictPatch, step.Patch
+	}
+}
+
+// matchConditions evaluates the policy's matchConditions after the fact,
+// compiled as upstream's plugins compile them (a composited compiler with
+// the policy's variables), and says which one was false. Params are not
+// looked up: a condition that reads them reports an error here.
+func (x *PolicyExplainer) matchConditions(ctx context.Context, a admission.Attributes, o admission.ObjectInterfaces, info *policyInfo) (verdict, reason, expression string) {
+	var matcher matchconditions.Matcher
+	if m, ok := x.conditions.Load(info.key); ok {
+		matcher = m.(matchconditions.Matcher)
+	} else {
+		compiler, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
+		if err != nil {
+			return VerdictAllow, "matchConditions not evaluated: " + err.Error(), ""
+		}
+		vars := plugincel.OptionalVariableDeclarations{HasParams: info.hasParams, HasAuthorizer: true}
+		compiler.CompileAndStoreVariables(info.variables, vars, environment.StoredExpressions)
+		accessors := make([]plugincel.ExpressionAccessor, len(info.conditions))
+		for i := range info.conditions {
+			accessors[i] = (*matchconditions.MatchCondition)(&info.conditions[i])
+		}
+		matcher = matchconditions.NewMatcher(compiler.CompileCondition(accessors, vars, environment.StoredExpressions), info.failurePolicy, "policy", info.kind, info.name)
+		x.conditions.Store(info.key, matcher)
+	}
+	versioned, err := admission.NewVersionedAttributes(a, a.GetKind(), o)
+	if err != nil {
+		return VerdictAllow, "matchConditions not evaluated: " + err.Error(), ""
+	}
+	switch result := matcher.Match(ctx, versioned, nil, nil); {
+	case result.Error != nil:
+		return VerdictAllow, "matchConditions not evaluated here: " + result.Error.Error(), ""
+	case !result.Matches:
+		for _, c := range info.conditions {
+			if c.Name == result.FailedConditionName {
+				expression = c.Expression
+			}
+		}
+		return VerdictSkip, fmt.Sprintf("matchCondition %q is false", result.FailedConditionName), expression
+	}
+	return VerdictAllow, "", ""
 }
 
 // why says which criterion of m does not select the request ("" when all

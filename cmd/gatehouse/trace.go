@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -220,21 +222,45 @@ func writeTraceTable(out io.Writer, traces []*trace.Trace, allSteps bool, header
 			if msg == "" && len(s.Warnings) > 0 {
 				msg = strings.Join(s.Warnings, "; ")
 			}
-			fmt.Fprintf(&b, "    %-5s  %-10s  %-28s  %8s  %s\n", s.Verdict, s.Phase, s.Plugin, s.Duration.Round(time.Microsecond), oneLineText(msg))
+			plugin := s.Plugin
+			if s.Reinvocation {
+				plugin += " (again)"
+			}
+			fmt.Fprintf(&b, "    %-5s  %-10s  %-28s  %8s  %s\n", s.Verdict, s.Phase, plugin, s.Duration.Round(time.Microsecond), oneLineText(msg))
 			for _, p := range s.Policies {
 				if !allSteps && (p.Verdict == trace.VerdictAllow || p.Verdict == trace.VerdictSkip) {
 					continue
 				}
 				why := p.Message
-				if p.Verdict == trace.VerdictSkip {
+				switch {
+				case p.Verdict == trace.VerdictSkip:
 					why = "not matched: " + p.Reason
+				case why == "":
+					why = p.Reason
+				}
+				if p.Expression != "" && !strings.Contains(why, p.Expression) {
+					why += " [" + p.Expression + "]"
+				}
+				if p.Patch != nil {
+					why += " patch " + compactJSON(p.Patch)
 				}
 				fmt.Fprintf(&b, "        %-6s  %s %s  %s\n", p.Verdict, p.Kind, p.Name, oneLineText(why))
+			}
+			if s.Patch != nil && !slices.ContainsFunc(s.Policies, func(p trace.Policy) bool { return p.Patch != nil }) {
+				fmt.Fprintf(&b, "        patch   %s\n", compactJSON(s.Patch))
 			}
 		}
 	}
 	_, err := io.WriteString(out, b.String())
 	return err
+}
+
+func compactJSON(raw []byte) string {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return string(raw)
+	}
+	return b.String()
 }
 
 func oneLineText(s string) string {
@@ -245,6 +271,9 @@ func oneLineText(s string) string {
 // skip (a mutator's patch, a dryrun violation), worth a line even when the
 // step allowed.
 func spoke(s trace.Step) bool {
+	if s.Patch != nil {
+		return true
+	}
 	for _, p := range s.Policies {
 		if p.Verdict != trace.VerdictAllow && p.Verdict != trace.VerdictSkip {
 			return true

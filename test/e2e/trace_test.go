@@ -2,9 +2,14 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,12 +17,21 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
 )
 
 type tracedStep struct {
 	Plugin, Phase, Verdict, Message string
+	Reinvocation                    bool
 	Warnings                        []string
-	Policies                        []struct{ Kind, Name, Verdict, Reason, Message string }
+	Patch                           json.RawMessage
+	Policies                        []tracedPolicy
+}
+
+type tracedPolicy struct {
+	Kind, Name, Binding, Configuration, Verdict, Reason, Message, Expression string
+	Patch                                                                    json.RawMessage
 }
 
 type tracedRequest struct {
@@ -237,4 +251,165 @@ func TestAdmissionTrace(t *testing.T) {
 			t.Errorf("exit %d:\n%s", code, stdout)
 		}
 	})
+
+	t.Run("webhooks, admission policies and constraints, policy by policy", func(t *testing.T) {
+		hook := startMutatingWebhook(t)
+		inst.mustKubectlIn(t, fmt.Sprintf(`apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: e2e-trace-mutate}
+webhooks:
+- name: inject.e2e.gatehouse.dev
+  clientConfig: {url: "%[1]s/mutate", caBundle: %[2]s}
+  rules: [{apiGroups: [apps], apiVersions: [v1], operations: [CREATE], resources: [deployments]}]
+  sideEffects: None
+  admissionReviewVersions: [v1]
+- name: selective.e2e.gatehouse.dev
+  clientConfig: {url: "%[1]s/mutate", caBundle: %[2]s}
+  objectSelector: {matchLabels: {tier: never}}
+  rules: [{apiGroups: [apps], apiVersions: [v1], operations: [CREATE], resources: [deployments]}]
+  sideEffects: None
+  admissionReviewVersions: [v1]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: e2e-trace-validate}
+webhooks:
+- name: allowing.e2e.gatehouse.dev
+  clientConfig: {url: "%[1]s/validate", caBundle: %[2]s}
+  rules: [{apiGroups: [apps], apiVersions: [v1], operations: [CREATE], resources: [deployments]}]
+  sideEffects: None
+  admissionReviewVersions: [v1]
+- name: conditioned.e2e.gatehouse.dev
+  clientConfig: {url: "%[1]s/validate", caBundle: %[2]s}
+  matchConditions: [{name: only-huge, expression: "object.spec.replicas > 100"}]
+  rules: [{apiGroups: [apps], apiVersions: [v1], operations: [CREATE], resources: [deployments]}]
+  sideEffects: None
+  admissionReviewVersions: [v1]
+`, hook.url, hook.caBundle), "apply", "-f", "-")
+		poll(t, 30*time.Second, func() error {
+			out, _, err := inst.kubectl(t, "create", "deployment", "hooked", "--image=registry.example/app:1", "--dry-run=server", "-o", "jsonpath={.metadata.labels.webhook-injected}")
+			if err != nil || out != "yes" {
+				return fmt.Errorf("webhook not in force yet: %q %v", out, err)
+			}
+			return nil
+		})
+
+		// Denied by a ValidatingAdmissionPolicy after both mutations.
+		inst.kubectl(t, "create", "deployment", "hooked-big", "--image=registry.example/app:1", "--replicas=9", "--dry-run=server")
+		denied := traces(t, "--name", "hooked-big", "--limit", "1")
+		// Allowed: through every step, the validating webhooks and the
+		// constraints included.
+		inst.mustKubectlIn(t, "", "create", "deployment", "hooked-small", "--image=registry.example/app:1", "--replicas=2", "--dry-run=server")
+		allowed := traces(t, "--name", "hooked-small", "--limit", "1")
+		if len(denied) != 1 || len(allowed) != 1 {
+			t.Fatalf("traces: denied %+v, allowed %+v", denied, allowed)
+		}
+		describe := func(tr tracedRequest) []string {
+			var out []string
+			for _, s := range tr.Steps {
+				if !slices.Contains([]string{"MutatingAdmissionPolicy", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "GatekeeperConstraints"}, s.Plugin) {
+					continue
+				}
+				if s.Reinvocation {
+					continue // a second call: checked below
+				}
+				out = append(out, fmt.Sprintf("%s %s", s.Plugin, s.Verdict))
+				for _, p := range s.Policies {
+					line := fmt.Sprintf("  %s %s %s", p.Verdict, p.Kind, p.Name)
+					if p.Reason != "" {
+						line += ": " + p.Reason
+					}
+					if p.Expression != "" {
+						line += " [" + p.Expression + "]"
+					}
+					if p.Patch != nil {
+						var compact bytes.Buffer
+						_ = json.Compact(&compact, p.Patch)
+						line += " " + compact.String()
+					}
+					out = append(out, line)
+				}
+			}
+			return out
+		}
+		wantDenied := []string{
+			"MutatingAdmissionPolicy allow",
+			`  patch MutatingAdmissionPolicy managed-label [{"op":"add","path":"/metadata/labels/example.com~1managed","value":"true"}]`,
+			"MutatingAdmissionWebhook allow",
+			`  patch Webhook inject.e2e.gatehouse.dev: called; changed the object [{"op":"add","path":"/metadata/labels/webhook-injected","value":"yes"}]`,
+			`  skip Webhook selective.e2e.gatehouse.dev: objectSelector "tier=never" does not select the object`,
+			"ValidatingAdmissionPolicy deny",
+			"  deny ValidatingAdmissionPolicy max-replicas",
+			"  skip ValidatingAdmissionPolicy no-latest: policy matchConstraints: resourceRules do not cover CREATE deployments.apps",
+		}
+		if got := describe(denied[0]); !slices.Equal(got, wantDenied) {
+			t.Errorf("denied request, steps and policies:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantDenied, "\n"))
+		}
+		got := describe(allowed[0])
+		for _, want := range []string{
+			"ValidatingAdmissionPolicy allow",
+			"  allow ValidatingAdmissionPolicy max-replicas",
+			"ValidatingAdmissionWebhook allow",
+			"  allow Webhook allowing.e2e.gatehouse.dev: called; allowed",
+			`  skip Webhook conditioned.e2e.gatehouse.dev: matchCondition "only-huge" is false [object.spec.replicas > 100]`,
+			"GatekeeperConstraints allow",
+		} {
+			if !slices.Contains(got, want) {
+				t.Errorf("allowed request lacks %q in:\n%s", want, strings.Join(got, "\n"))
+			}
+		}
+		if !slices.ContainsFunc(got, func(l string) bool { return strings.HasPrefix(l, "  skip K8sRequiredLabels ") }) {
+			t.Errorf("no constraint skipped with its reason in:\n%s", strings.Join(got, "\n"))
+		}
+		// The webhook's change made upstream call the mutating plugins
+		// again; a webhook with reinvocationPolicy Never is not called.
+		reinvoked := 0
+		for _, s := range allowed[0].Steps {
+			switch {
+			case s.Plugin == "MutatingAdmissionWebhook" && !s.Reinvocation && !strings.Contains(string(s.Patch), "webhook-injected"):
+				t.Errorf("the webhook step's patch = %s", s.Patch)
+			case s.Plugin == "MutatingAdmissionWebhook" && s.Reinvocation:
+				reinvoked++
+				if !slices.ContainsFunc(s.Policies, func(p tracedPolicy) bool {
+					return p.Name == "inject.e2e.gatehouse.dev" && p.Verdict == "skip" && strings.Contains(p.Reason, "reinvocationPolicy Never")
+				}) {
+					t.Errorf("reinvocation step's webhooks = %+v", s.Policies)
+				}
+			}
+		}
+		if reinvoked != 1 {
+			t.Errorf("%d reinvocation steps of MutatingAdmissionWebhook, want 1", reinvoked)
+		}
+	})
+}
+
+// testWebhook is an HTTPS admission webhook on loopback: /mutate adds the
+// label webhook-injected=yes, /validate allows.
+type testWebhook struct{ url, caBundle string }
+
+func startMutatingWebhook(t *testing.T) testWebhook {
+	t.Helper()
+	mux := http.NewServeMux()
+	answer := func(w http.ResponseWriter, r *http.Request, patch string) {
+		var review admissionv1.AdmissionReview
+		if err := json.NewDecoder(r.Body).Decode(&review); err != nil || review.Request == nil {
+			http.Error(w, "bad review", http.StatusBadRequest)
+			return
+		}
+		resp := &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
+		if patch != "" {
+			pt := admissionv1.PatchTypeJSONPatch
+			resp.Patch, resp.PatchType = []byte(patch), &pt
+		}
+		review.Request, review.Response = nil, resp
+		_ = json.NewEncoder(w).Encode(review)
+	}
+	mux.HandleFunc("/mutate", func(w http.ResponseWriter, r *http.Request) {
+		answer(w, r, `[{"op":"add","path":"/metadata/labels/webhook-injected","value":"yes"}]`)
+	})
+	mux.HandleFunc("/validate", func(w http.ResponseWriter, r *http.Request) { answer(w, r, "") })
+	srv := httptest.NewTLSServer(mux)
+	t.Cleanup(srv.Close)
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	return testWebhook{url: srv.URL, caBundle: base64.StdEncoding.EncodeToString(ca)}
 }
