@@ -36,11 +36,13 @@ func NewRecorder(capacity int) *Recorder {
 	if capacity <= 0 {
 		capacity = DefaultCapacity
 	}
+	ensureMetricsRegistered()
 	return &Recorder{ring: make([]*Trace, capacity), watchers: map[chan *Trace]struct{}{}, tagged: map[string]*Trace{}}
 }
 
 // Add records a closed trace, giving it the next ID.
 func (r *Recorder) Add(t *Trace) {
+	observe(t)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.lastID++

@@ -213,6 +213,8 @@ func TestAdmissionTrace(t *testing.T) {
 		for _, want := range []string{
 			`gatehouse_constraint_violations_total{action="warn",constraint="pods-should-have-team",kind="K8sRequiredLabels"}`,
 			`gatehouse_constraint_template_evaluation_duration_seconds_count{result="violation",template="k8srequiredlabels"}`,
+			`gatehouse_admission_policy_decisions_total{binding="max-replicas",kind="ValidatingAdmissionPolicy",name="max-replicas",plugin="ValidatingAdmissionPolicy",verdict="deny"}`,
+			`gatehouse_admission_policy_decisions_total{binding="no-latest-in-prod",kind="ValidatingAdmissionPolicy",name="no-latest",plugin="ValidatingAdmissionPolicy",verdict="skip"}`,
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("/metrics has no %s", want)
