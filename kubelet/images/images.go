@@ -1,7 +1,10 @@
 package images
 
 import (
+	"archive/tar"
+	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -59,32 +62,66 @@ func connect(endpoint string) (*containerd.Client, error) {
 	return c, nil
 }
 
+// ErrInvalidArchive is wrapped by Load's errors about the input itself
+// (not a tar, no image in it), as opposed to the runtime's.
+var ErrInvalidArchive = errors.New("invalid image archive")
+
 // Load imports the image archive read from r (a docker-archive as `docker
-// save` writes it, or an OCI image layout tar) into the runtime at endpoint
-// and unpacks each image, so the CRI plugin can start containers from it
-// without a pull. It returns the images named in the archive.
+// save` writes it, or an OCI image layout tar, either possibly gzipped)
+// into the runtime at endpoint and unpacks each image, so the CRI plugin
+// can start containers from it without a pull. It returns the images named
+// in the archive.
 //
 // An OCI archive names its images in index.json: the annotation
 // io.containerd.image.name, or org.opencontainers.image.ref.name when that
 // holds a full reference; a manifest named only by a tag ("latest") has no
 // name to import it under.
 func Load(ctx context.Context, endpoint string, r io.Reader) ([]Image, error) {
+	tarStream, err := openArchive(r)
+	if err != nil {
+		return nil, err
+	}
 	c, err := connect(endpoint)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	return load(ctx, c, r)
+	return load(ctx, c, tarStream)
+}
+
+// openArchive undoes gzip compression (as docker load does) and checks that
+// the stream starts with a tar header, so that a wrong file is reported as
+// such rather than as containerd's "unexpected EOF".
+func openArchive(r io.Reader) (io.Reader, error) {
+	br := bufio.NewReaderSize(r, 1024)
+	if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("%w: gzip: %v", ErrInvalidArchive, err)
+		}
+		br = bufio.NewReaderSize(gz, 1024)
+	}
+	block, err := br.Peek(512)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("reading the archive: %w", err)
+	}
+	if _, err := tar.NewReader(bytes.NewReader(block)).Next(); err != nil {
+		return nil, fmt.Errorf("%w: not a tar file (want a docker-archive from 'docker save' or an OCI image layout tar)", ErrInvalidArchive)
+	}
+	return br, nil
 }
 
 func load(ctx context.Context, c *containerd.Client, r io.Reader) ([]Image, error) {
 	imported, err := c.Import(ctx, r, containerd.WithImageRefTranslator(fullReference))
 	if err != nil {
-		return nil, fmt.Errorf("importing: %w", importHint(err))
+		if strings.Contains(err.Error(), "unrecognized image format") {
+			return nil, fmt.Errorf("%w: a tar file with neither manifest.json (docker-archive) nor oci-layout (OCI layout)", ErrInvalidArchive)
+		}
+		return nil, fmt.Errorf("importing: %w", err)
 	}
 	if len(imported) == 0 {
-		return nil, errors.New("the archive names no image: an OCI archive's index.json needs the annotation " +
-			"io.containerd.image.name or a full reference (host/name:tag) in org.opencontainers.image.ref.name")
+		return nil, fmt.Errorf("%w: it names no image: an OCI archive's index.json needs the annotation "+
+			"io.containerd.image.name or a full reference (host/name:tag) in org.opencontainers.image.ref.name", ErrInvalidArchive)
 	}
 	out := make([]Image, 0, len(imported))
 	for _, img := range imported {
@@ -99,16 +136,6 @@ func load(ctx context.Context, c *containerd.Client, r io.Reader) ([]Image, erro
 		out = append(out, described)
 	}
 	return out, nil
-}
-
-// importHint explains the import errors users meet most: a file that is
-// no image archive at all, or a compressed or truncated one.
-func importHint(err error) error {
-	msg := err.Error()
-	if strings.Contains(msg, "unrecognized image format") || strings.Contains(msg, "invalid tar header") || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w (want a docker-archive from 'docker save' or an OCI image layout tar; compressed archives must be uncompressed first)", err)
-	}
-	return err
 }
 
 // fullReference keeps an OCI ref.name annotation only when it is a full

@@ -3,8 +3,10 @@ package images_test
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -49,6 +51,14 @@ func TestLoadAndList(t *testing.T) {
 	}{
 		{"OCI archive", "gatehouse.test/busybox:oci", testimage.WriteOCI},
 		{"docker-archive", "gatehouse.test/busybox:docker", testimage.WriteDocker},
+		{"gzipped docker-archive", "gatehouse.test/busybox:gz", func(w io.Writer, name string) (*imagearchive.Blobs, error) {
+			gz := gzip.NewWriter(w)
+			b, err := testimage.WriteDocker(gz, name)
+			if err != nil {
+				return nil, err
+			}
+			return b, gz.Close()
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,7 +92,7 @@ func TestLoadAndList(t *testing.T) {
 			t.Errorf("List shows the bare ID record %s", img.Name)
 		}
 	}
-	if got := strings.Join(names, ","); got != "gatehouse.test/busybox:docker,gatehouse.test/busybox:oci" {
+	if got := strings.Join(names, ","); got != "gatehouse.test/busybox:docker,gatehouse.test/busybox:gz,gatehouse.test/busybox:oci" {
 		t.Errorf("List names = %s", got)
 	}
 }
@@ -133,13 +143,15 @@ func TestLoadErrors(t *testing.T) {
 		input []byte
 		want  string
 	}{
-		{"not an archive", []byte("hello, this is no tar file at all, just text, longer than a tar block? no."), "want a docker-archive"},
+		{"not an archive", []byte("hello, this is no tar file at all"), "not a tar file"},
+		{"gzipped text", gzipped([]byte("still no tar file")), "not a tar file"},
+		{"tar of no image", tarOf(t, "README", "hello"), "neither manifest.json"},
 		{"tag-only OCI name", tagOnly, "names no image"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := images.Load(ctx, node.Endpoint(), bytes.NewReader(tt.input))
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
+			if !errors.Is(err, images.ErrInvalidArchive) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Load error = %v, want one containing %q", err, tt.want)
 			}
 		})
@@ -185,4 +197,23 @@ func rewriteIndex(t *testing.T, archive []byte, edit func(map[string]string)) []
 	}
 	tw.Close()
 	return out.Bytes()
+}
+
+func gzipped(data []byte) []byte {
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	gz.Write(data)
+	gz.Close()
+	return buf.Bytes()
+}
+
+func tarOf(t *testing.T, name, content string) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content))}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte(content))
+	tw.Close()
+	return buf.Bytes()
 }
