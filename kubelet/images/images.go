@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -55,6 +56,13 @@ func connect(endpoint string) (*containerd.Client, error) {
 	if path == "" || !strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("containerd endpoint %q: want an absolute unix socket path, e.g. unix:///run/containerd/containerd.sock", endpoint)
 	}
+	// The client dials lazily and retries until its timeout; a quick dial
+	// here turns a wrong endpoint into a clear error at once.
+	conn, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("containerd endpoint %s: %w", endpoint, err)
+	}
+	conn.Close()
 	c, err := containerd.New(path, containerd.WithDefaultNamespace(Namespace), containerd.WithTimeout(5*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("containerd at %s: %w", endpoint, err)
