@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,6 +162,11 @@ func checkNothingLeft(t *testing.T, node *containerdtest.Node) {
 func TestPodWithContainer(t *testing.T) {
 	node := containerdtest.Start(t)
 	t.Logf("containerd %s ready in %v", node.Process.Version, node.Process.StartupTime.Round(time.Millisecond))
+	// Its own process group: a Ctrl-C on Gatehouse's terminal does not
+	// reach it; Gatehouse stops it.
+	if pgid, err := syscall.Getpgid(node.Process.Pid); err != nil || pgid != node.Process.Pid || pgid == syscall.Getpgrp() {
+		t.Errorf("containerd's process group = %d (%v), want its own (%d)", pgid, err, node.Process.Pid)
+	}
 	prepareImages(t, node)
 	rt := node.Runtime(t)
 	ctx := context.Background()
@@ -316,6 +322,7 @@ func shimPids(node *containerdtest.Node) []string {
 // containerd 1.6 reaches a loopback registry over plain HTTP with no
 // hosts.toml in the config_path dir.
 func TestPullFromLoopbackRegistry(t *testing.T) {
+	containerdtest.RequireNode(t)
 	registry := testimage.StartRegistry(t)
 	var buf bytes.Buffer
 	blobs, err := testimage.WriteOCI(&buf, busybox)
