@@ -25,6 +25,26 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
 }
 
-# Nothing else yet: the node-agent tests will add containerd, runc and
-# containernetworking-plugins here.
-: "${apt_updated}"
+# The node agent's tests run real containers: containerd (Debian's 1.6) and
+# runc, the CNI plugins (bridge, host-local, portmap, loopback), iptables
+# for the bridge plugin's masquerading and portmap, busybox-static as the
+# content of the test image, and docker-registry (distribution) as a plain
+# HTTP registry on loopback for the pull tests. Each is checked by the file
+# the tests use, so a machine that has it from elsewhere is left alone.
+missing=()
+command -v containerd >/dev/null 2>&1 || missing+=(containerd)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+if [ ! -x /usr/lib/cni/bridge ] && [ ! -x /opt/cni/bin/bridge ]; then
+	missing+=(containernetworking-plugins)
+fi
+[ -x /bin/busybox ] || missing+=(busybox-static)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
+if [ ${#missing[@]} -gt 0 ]; then
+	apt_install "${missing[@]}"
+fi
+
+# Debian's containerd package enables and starts the system containerd (and
+# docker-registry its own registry on :5000) when the init system runs
+# services. The tests start their own, so those are not needed; they are
+# left as the package set them.
