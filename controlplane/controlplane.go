@@ -40,6 +40,9 @@ type ControlPlane struct {
 	Admin *rest.Config
 	// Server is the API server URL.
 	Server string
+	// PKI is the cluster's CA and certificates, from which the local
+	// node's identity is issued.
+	PKI *pki.Bundle
 	// Constraints is the Gatekeeper engine the admission chain evaluates.
 	Constraints *constraint.Engine
 	// Mutators are the Gatekeeper mutators the admission chain applies.
@@ -147,6 +150,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	apiCtx, apiCancel := context.WithCancel(context.WithoutCancel(ctx))
 	ctrlCtx, ctrlCancel := context.WithCancel(apiCtx)
 	cp := &ControlPlane{
+		PKI:        bundle,
 		Kubeconfig: layout.Kubeconfig(),
 		Admin:      admin,
 		Server:     server,

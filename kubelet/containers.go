@@ -16,6 +16,15 @@ import (
 	"k8s.io/kubernetes/third_party/forked/golang/expansion"
 )
 
+// missingClusterDNS says, as upstream's kubelet does, that a ClusterFirst
+// pod gets the host's resolvers for want of a cluster DNS server.
+func (a *Agent) missingClusterDNS(pod *v1.Pod) {
+	policy := pod.Spec.DNSPolicy
+	if len(a.cfg.ClusterDNS) == 0 && !pod.Spec.HostNetwork && (policy == v1.DNSClusterFirst || policy == v1.DNSClusterFirstWithHostNet) {
+		a.event(pod, v1.EventTypeWarning, "MissingClusterDNS", "pod: %q. kubelet does not have ClusterDNS IP configured and cannot create Pod using %q policy. Falling back to %q policy.", podDesc(pod), policy, v1.DNSDefault)
+	}
+}
+
 // sandboxConfig is the pod's CRI sandbox: metadata, hostname, DNS, host
 // ports, log directory, namespaces and sysctls.
 func (a *Agent) sandboxConfig(pod *v1.Pod, attempt uint32) *runtimeapi.PodSandboxConfig {
@@ -108,7 +117,8 @@ func anyPrivileged(pod *v1.Pod) bool {
 
 // dnsConfig follows the pod's dnsPolicy. Without a cluster DNS server
 // (Gatehouse's comes with Services), ClusterFirst falls back to the host's
-// resolvers as upstream's kubelet does, with its MissingClusterDNS event.
+// resolvers as upstream's kubelet does (with its MissingClusterDNS event,
+// sent when the sandbox is created).
 func (a *Agent) dnsConfig(pod *v1.Pod) *runtimeapi.DNSConfig {
 	host := hostResolvConf()
 	policy := pod.Spec.DNSPolicy
@@ -121,9 +131,6 @@ func (a *Agent) dnsConfig(pod *v1.Pod) *runtimeapi.DNSConfig {
 		cfg = &runtimeapi.DNSConfig{}
 	case v1.DNSClusterFirst, v1.DNSClusterFirstWithHostNet:
 		if len(a.cfg.ClusterDNS) == 0 || (policy == v1.DNSClusterFirst && pod.Spec.HostNetwork) {
-			if len(a.cfg.ClusterDNS) == 0 {
-				a.event(pod, v1.EventTypeWarning, "MissingClusterDNS", "pod: %q. kubelet does not have ClusterDNS IP configured and cannot create Pod using %q policy. Falling back to %q policy.", podDesc(pod), policy, v1.DNSDefault)
-			}
 			cfg = host
 			break
 		}

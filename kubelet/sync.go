@@ -227,6 +227,7 @@ func (s *podSync) run(ctx context.Context) time.Duration {
 			a.event(pod, v1.EventTypeNormal, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
 		}
 		s.config = a.sandboxConfig(pod, attempt)
+		a.missingClusterDNS(pod)
 		if err := os.MkdirAll(s.config.LogDirectory, 0o750); err != nil {
 			a.event(pod, v1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 			return 2 * time.Second

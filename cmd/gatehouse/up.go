@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/controlplane"
+	"github.com/gatehouse-dev/gatehouse/kubelet/node"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
 
@@ -108,11 +110,31 @@ func up(cmd *cobra.Command, cfg *config.Config, verbosity int) error {
 		applier.Start(ctx, policyRescan)
 	}
 
+	var localNode *node.Node
+	if cfg.NodeEnabled() {
+		notice := func(line string) { fmt.Fprintln(cmd.ErrOrStderr(), line) }
+		localNode, err = startLocalNode(ctx, cfg, cp, logger, notice)
+		if err != nil {
+			cancel()
+			cp.Wait()
+			if ctx.Err() != nil && localNode == nil && errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return fmt.Errorf("%w (details in %s)", err, logPath)
+		}
+	}
+
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "gatehouse ready in %.1fs, kubeconfig: %s\n", time.Since(start).Seconds(), cp.Kubeconfig)
 	fmt.Fprintf(out, "export KUBECONFIG=%s\n", cp.Kubeconfig)
 
-	if err := cp.Wait(); err != nil {
+	err = cp.Wait()
+	if localNode != nil {
+		if nodeErr := localNode.Wait(); nodeErr != nil && err == nil {
+			err = nodeErr
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("%w (details in %s)", err, logPath)
 	}
 	logger.Info("gatehouse stopped")
