@@ -72,22 +72,8 @@ func up(cmd *cobra.Command, cfg *config.Config, verbosity int) error {
 	// process; accept the identical second application instead of failing.
 	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := signalContext(logger)
 	defer cancel()
-	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		sig := <-signals
-		logger.Info("shutting down", "signal", sig.String(), "grace", shutdownGrace)
-		cancel()
-		select {
-		case <-signals:
-			logger.Warn("second signal: exiting now")
-		case <-time.After(shutdownGrace):
-			logger.Warn("shutdown took too long: exiting now", "grace", shutdownGrace)
-		}
-		os.Exit(exitFailed)
-	}()
 
 	logger.Info("starting gatehouse", "dataDir", cfg.DataDir, "log", logPath)
 	cp, err := controlplane.Start(ctx, cfg, logger)
@@ -139,4 +125,31 @@ func up(cmd *cobra.Command, cfg *config.Config, verbosity int) error {
 	}
 	logger.Info("gatehouse stopped")
 	return nil
+}
+
+// signalContext is cancelled on SIGINT or SIGTERM; a second signal, or a
+// shutdown longer than shutdownGrace, exits at once.
+func signalContext(logger *slog.Logger) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		var sig os.Signal
+		select {
+		case sig = <-signals:
+		case <-ctx.Done():
+			signal.Stop(signals)
+			return
+		}
+		logger.Info("shutting down", "signal", sig.String(), "grace", shutdownGrace)
+		cancel()
+		select {
+		case <-signals:
+			logger.Warn("second signal: exiting now")
+		case <-time.After(shutdownGrace):
+			logger.Warn("shutdown took too long: exiting now", "grace", shutdownGrace)
+		}
+		os.Exit(exitFailed)
+	}()
+	return ctx, cancel
 }

@@ -130,6 +130,17 @@ func Ensure(opts Options) (*Bundle, error) {
 	return b, nil
 }
 
+// LoadCA loads the cluster CA a previous Ensure wrote under dir, without
+// touching anything else there (a running control plane's certificates
+// stay as they are), to issue more identities from it.
+func LoadCA(dir string) (*Bundle, error) {
+	ca, err := loadCertKey(filepath.Join(dir, "ca"))
+	if err != nil {
+		return nil, fmt.Errorf("cluster CA in %s: %w", dir, err)
+	}
+	return &Bundle{Dir: dir, CA: ca}, nil
+}
+
 // IssueClient signs a client certificate for any identity (the node agent's
 // system:node:<name>, a test user). It is written under Dir as name.crt/.key.
 func (b *Bundle) IssueClient(name, cn string, orgs []string) (CertKey, error) {

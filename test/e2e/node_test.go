@@ -449,3 +449,61 @@ spec:
 		t.Errorf("pod sim after deletion: %v", err)
 	}
 }
+
+// TestNodeJoins runs `gatehouse node` alone, with a node identity the
+// control plane issued, on the simulated runtime.
+func TestNodeJoins(t *testing.T) {
+	inst := startGatehouse(t)
+	nodeConf := filepath.Join(t.TempDir(), "worker-1.conf")
+	stdout, stderr, code := runGatehouse(t, time.Minute, "kubeconfig", "--data-dir", inst.dataDir, "--node", "worker-1")
+	if code != 0 {
+		t.Fatalf("gatehouse kubeconfig --node: exit %d\n%s", code, stderr)
+	}
+	if err := os.WriteFile(nodeConf, []byte(stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := freePorts(t, 1)[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, gatehouseBin, "node", "--kubeconfig", nodeConf, "--data-dir", t.TempDir(), "--runtime", "simulated",
+		"--bind-address", "127.0.0.1", "--kubelet-port", strconv.Itoa(port), "--node-ip", "127.0.0.1")
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("gatehouse node output:\n%s", out.String())
+		}
+	})
+	poll(t, time.Minute, func() error {
+		if !strings.Contains(out.String(), "node worker-1 ready (runtime: simulated)") {
+			return fmt.Errorf("not ready yet: %s", out.String())
+		}
+		return nil
+	})
+	inst.mustKubectlIn(t, "", "run", "joined", "--image=busybox", "--overrides", `{"spec":{"nodeName":"worker-1"}}`)
+	pod := inst.waitPod(t, "joined", time.Minute, running)
+	if pod.Spec.NodeName != "worker-1" {
+		t.Errorf("pod on %q", pod.Spec.NodeName)
+	}
+	if logs := inst.mustKubectlIn(t, "", "logs", "joined"); !strings.Contains(logs, "simulated container") {
+		t.Errorf("kubectl logs through the joined node's kubelet API: %q", logs)
+	}
+	// The Node authorizer applies: the node reads no Secret its pods do
+	// not use.
+	inst.mustKubectlIn(t, "", "create", "secret", "generic", "unrelated", "--from-literal=k=v")
+	_, errOut, err := inst.kubectl(t, "--kubeconfig", nodeConf, "get", "secret", "unrelated")
+	if err == nil || !strings.Contains(errOut, "Forbidden") {
+		t.Errorf("the node read an unrelated secret: %v %s", err, errOut)
+	}
+	// A kubeconfig without a node identity is refused with why.
+	_, stderr, code = runGatehouse(t, time.Minute, "node", "--kubeconfig", inst.kubeconfig, "--data-dir", t.TempDir(), "--runtime", "simulated")
+	if code != 2 || !strings.Contains(stderr, "not a node identity") {
+		t.Errorf("admin kubeconfig for a node: exit %d, %s", code, stderr)
+	}
+	inst.mustKubectlIn(t, "", "delete", "pod", "joined", "--wait=true", "--timeout=60s")
+}
