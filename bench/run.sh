@@ -2,11 +2,11 @@
 # Runs the control-plane benchmarks against the built binary and prints the
 # figures recorded in bench/README.md.
 #   make bench                 # everything
-#   bench/run.sh startup       # one part: startup | podcreate | constraints | offline | trace
+#   bench/run.sh startup       # one part: startup | podcreate | constraints | offline | trace | node
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${GATEHOUSE_BIN:-bin/gatehouse}
-parts=${*:-startup podcreate constraints offline trace}
+parts=${*:-startup podcreate constraints offline trace node}
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -23,6 +23,38 @@ with_gatehouse() {
 	if ! grep -q ready "$dir/stdout"; then cat "$dir/stderr"; kill $pid; return 1; fi
 	"$@" --kubeconfig "$dir/kubeconfig" || true
 	kill $pid; wait $pid 2>/dev/null || true
+	rm -rf "$dir"
+}
+
+# with_node RUNTIME -- CMD...: runs CMD against a fresh control plane with
+# one node agent, run apart (gatehouse node) so its memory can be read;
+# on containerd the test busybox image is loaded first.
+with_node() {
+	local runtime=$1; shift 2
+	local dir; dir=$(mktemp -d)
+	# A /20 per node (upstream's default is a /24, 254 addresses): room for
+	# the 1,000 pods of the scale run.
+	"$bin" up --node=false --data-dir "$dir" --api-port "$(port)" --etcd-client-port "$(port)" --etcd-peer-port "$(port)" \
+		--controller-manager-port "$(port)" --scheduler-port "$(port)" --kube-controller-manager-arg node-cidr-mask-size=20 \
+		>"$dir/stdout" 2>"$dir/stderr" &
+	local pid=$!
+	for _ in $(seq 1 600); do grep -q ready "$dir/stdout" 2>/dev/null && break; sleep 0.1; done
+	"$bin" kubeconfig --data-dir "$dir" --node bench-node >"$dir/node.conf"
+	"$bin" node --kubeconfig "$dir/node.conf" --data-dir "$dir/node" --runtime "$runtime" --bind-address 127.0.0.1 \
+		--kubelet-port "$(port)" --node-ip 127.0.0.1 --max-pods 1100 >"$dir/node.out" 2>&1 &
+	local npid=$!
+	for _ in $(seq 1 600); do grep -q "ready" "$dir/node.out" 2>/dev/null && break; sleep 0.1; done
+	if [ "$runtime" != simulated ]; then
+		go run ./hack/busybox-image -o "$dir/busybox.tar" gatehouse.test/busybox:1 >/dev/null
+		"$bin" images load --data-dir "$dir/node" "$dir/busybox.tar"
+	fi
+	sleep 5
+	echo "node agent RSS, idle: $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$npid/status)"
+	"$@" --kubeconfig "$dir/kubeconfig" || true
+	echo "node agent RSS after: $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$npid/status), peak $(awk '/VmHWM/ {print $2/1024 " MB"}' /proc/$npid/status)"
+	kill $npid; wait $npid 2>/dev/null || true
+	kill $pid; wait $pid 2>/dev/null || true
+	ip link delete gatehouse0 2>/dev/null || true
 	rm -rf "$dir"
 }
 
@@ -56,6 +88,12 @@ for part in $parts; do
 		echo "== gatehouse check (1,000 Pods, 20 policies) and gatehouse test (50 templates x 4 cases)"
 		go run ./bench/offline --bin "$bin" --runs 5
 		;;
-	*) echo "unknown part $part (startup, podcreate, constraints, offline, trace)" >&2; exit 2 ;;
+	node)
+		echo "== create to Running on containerd, image present: 1, 10, 50 pods at once; node agent RSS"
+		with_node auto -- go run ./bench/podstart --pods ${NODE_PODS:-1,10,50} --runs ${NODE_RUNS:-3}
+		echo "== 1,000 pods to Running on the simulated runtime"
+		with_node simulated -- go run ./bench/podstart --pods 1000 --runs 1 --image busybox
+		;;
+	*) echo "unknown part $part (startup, podcreate, constraints, offline, trace, node)" >&2; exit 2 ;;
 	esac
 done

@@ -58,6 +58,8 @@ type Config struct {
 	// BackoffInitial and BackoffMax bound container restart and image
 	// pull back-off (upstream: 10 s doubling to 5 min).
 	BackoffInitial, BackoffMax time.Duration
+	// MaxPods is the Node's pods capacity (upstream's --max-pods, 110).
+	MaxPods int
 	// RelistPeriod is how often the runtime is listed for container
 	// state changes (upstream's PLEG: 1 s).
 	RelistPeriod time.Duration
@@ -105,6 +107,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.BackoffMax == 0 {
 		cfg.BackoffMax = 5 * time.Minute
+	}
+	if cfg.MaxPods == 0 {
+		cfg.MaxPods = defaultMaxPods
 	}
 	if cfg.RelistPeriod == 0 {
 		cfg.RelistPeriod = time.Second

@@ -26,7 +26,7 @@ const (
 	leaseDuration      = 40 * time.Second
 	leaseRenewInterval = 10 * time.Second
 	statusInterval     = time.Minute
-	maxPods            = 110
+	defaultMaxPods     = 110
 	nodeLeaseNamespace = "kube-node-lease"
 )
 
@@ -75,7 +75,7 @@ func (a *Agent) postNodeStatus(ctx context.Context, node *v1.Node) error {
 	capacity := v1.ResourceList{
 		v1.ResourceCPU:    *resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI),
 		v1.ResourceMemory: *resource.NewQuantity(memTotal(), resource.BinarySI),
-		v1.ResourcePods:   *resource.NewQuantity(maxPods, resource.DecimalSI),
+		v1.ResourcePods:   *resource.NewQuantity(int64(a.cfg.MaxPods), resource.DecimalSI),
 	}
 	var fs syscall.Statfs_t
 	if syscall.Statfs(a.cfg.DataDir, &fs) == nil {

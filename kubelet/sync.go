@@ -151,7 +151,9 @@ func (a *Agent) syncPod(ctx context.Context, w *podWorker, pod *v1.Pod) (time.Du
 		sync.state = state
 	}
 	status := a.podStatus(pod, w, sync)
-	if err := a.postStatus(ctx, pod, status); err != nil {
+	if err := a.postStatus(ctx, pod, status); apierrors.IsNotFound(err) {
+		return 0, false // deleted meanwhile: the informer says so next
+	} else if err != nil {
 		a.logger.Warn("pod status", "pod", pod.Namespace+"/"+pod.Name, "err", err)
 		requeue = min(nonZero(requeue, time.Second), time.Second)
 	}

@@ -30,6 +30,12 @@ import (
 	"github.com/gatehouse-dev/gatehouse/kubelet/node"
 )
 
+// The node agent's client rate: upstream's kubelet allows 50 QPS (burst
+// 100); a pod costs the agent about eight requests (status patches,
+// events, a token, its ConfigMaps), so at that rate 50 pods started at once
+// wait ~6 s on the client's own limiter (bench/README.md, node part).
+const nodeAPIQPS, nodeAPIBurst = 200, 400
+
 // startLocalNode runs the node agent next to the control plane, as
 // system:node:<hostname> with a client certificate from the cluster CA,
 // and waits until the scheduler can place pods on it.
@@ -51,7 +57,7 @@ func startLocalNode(ctx context.Context, cfg *config.Config, cp *controlplane.Co
 	if err != nil {
 		return nil, fmt.Errorf("node serving certificate: %w", err)
 	}
-	restCfg := &rest.Config{Host: cp.Server, QPS: 50, Burst: 100, UserAgent: "gatehouse-node/" + name,
+	restCfg := &rest.Config{Host: cp.Server, QPS: nodeAPIQPS, Burst: nodeAPIBurst, UserAgent: "gatehouse-node/" + name,
 		TLSClientConfig: rest.TLSClientConfig{CAFile: cp.PKI.CA.CertFile, CertFile: identity.CertFile, KeyFile: identity.KeyFile}}
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
@@ -106,7 +112,7 @@ func nodeName() string {
 func newNodeCommand() *cobra.Command {
 	var (
 		dataDir, kubeconfig, name, runtime, endpoint, bindAddress, nodeIP string
-		port                                                              int
+		port, maxPods                                                     int
 	)
 	cmd := &cobra.Command{
 		Use:   "node --kubeconfig FILE",
@@ -133,7 +139,10 @@ One node agent per machine: its pod bridge is gatehouse0.`,
 			if nodeIP != "" && ip == nil {
 				return usageErrorf("--node-ip %q is not an IP address", nodeIP)
 			}
-			return runNode(cmd, nodeOptions{dataDir: dataDir, kubeconfig: kubeconfig, name: name, runtime: runtime, endpoint: endpoint, bindAddress: bindAddress, port: port, nodeIP: ip})
+			if maxPods < 1 {
+				return usageErrorf("--max-pods %d: must be at least 1", maxPods)
+			}
+			return runNode(cmd, nodeOptions{dataDir: dataDir, kubeconfig: kubeconfig, name: name, runtime: runtime, endpoint: endpoint, bindAddress: bindAddress, port: port, nodeIP: ip, maxPods: maxPods})
 		},
 	}
 	f := cmd.Flags()
@@ -144,13 +153,14 @@ One node agent per machine: its pod bridge is gatehouse0.`,
 	f.StringVar(&endpoint, "container-runtime-endpoint", "", "CRI endpoint of an existing runtime, e.g. unix:///run/containerd/containerd.sock")
 	f.StringVar(&bindAddress, "bind-address", "0.0.0.0", "address of the kubelet API")
 	f.IntVar(&port, "kubelet-port", 10250, "port of the kubelet API")
+	f.IntVar(&maxPods, "max-pods", 110, "the Node's pods capacity (as the kubelet's --max-pods); raise it for scale tests on the simulated runtime")
 	f.StringVar(&nodeIP, "node-ip", "", "the Node's InternalIP, where the API server reaches the kubelet API (default: the host's address)")
 	return cmd
 }
 
 type nodeOptions struct {
 	dataDir, kubeconfig, name, runtime, endpoint, bindAddress string
-	port                                                      int
+	port, maxPods                                             int
 	nodeIP                                                    net.IP
 }
 
@@ -177,7 +187,7 @@ func runNode(cmd *cobra.Command, o nodeOptions) error {
 	if err != nil {
 		return err
 	}
-	restCfg.QPS, restCfg.Burst, restCfg.UserAgent = 50, 100, "gatehouse-node/"+o.name
+	restCfg.QPS, restCfg.Burst, restCfg.UserAgent = nodeAPIQPS, nodeAPIBurst, "gatehouse-node/"+o.name
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return err
@@ -186,7 +196,7 @@ func runNode(cmd *cobra.Command, o nodeOptions) error {
 	defer cancel()
 	n, err := node.Start(ctx, node.Options{
 		Name: o.name, DataDir: o.dataDir, Client: client, Runtime: o.runtime, Endpoint: o.endpoint,
-		NodeIP: o.nodeIP, Version: version.Get().GitVersion, Logger: logger,
+		NodeIP: o.nodeIP, Version: version.Get().GitVersion, Logger: logger, MaxPods: o.maxPods,
 		Notice: func(line string) { fmt.Fprintln(cmd.ErrOrStderr(), line) },
 		Server: &kubelet.ServerConfig{Address: o.bindAddress, Port: o.port, CertFile: serving + ".crt", KeyFile: serving + ".key", ClientCAFile: clientCA},
 	})

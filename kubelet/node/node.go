@@ -58,9 +58,11 @@ type Options struct {
 	// instead of starting containerd.
 	Runtime, Endpoint string
 	NodeIP            net.IP
-	Server            *kubelet.ServerConfig
-	Version           string
-	Logger            *slog.Logger
+	// MaxPods is the Node's pods capacity; 0 means upstream's 110.
+	MaxPods int
+	Server  *kubelet.ServerConfig
+	Version string
+	Logger  *slog.Logger
 	// Notice receives the one line saying why the simulated runtime was
 	// chosen under auto.
 	Notice func(string)
@@ -86,6 +88,12 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	podCIDR, err := waitForPodCIDR(ctx, opts.Client, opts.Name)
 	if err != nil {
 		return nil, err
+	}
+	if _, ipnet, err := net.ParseCIDR(podCIDR); err == nil && opts.MaxPods > 0 {
+		if ones, bits := ipnet.Mask.Size(); bits-ones < 31 && opts.MaxPods > (1<<(bits-ones))-3 {
+			opts.Logger.Warn("more pods allowed than the node's pod CIDR has addresses: pods past that wait in ContainerCreating",
+				"maxPods", opts.MaxPods, "podCIDR", podCIDR, "addresses", (1<<(bits-ones))-3)
+		}
 	}
 	n := &Node{done: make(chan struct{})}
 	var runtime internalapi.RuntimeService
@@ -135,7 +143,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n.agent, err = kubelet.New(kubelet.Config{
 		NodeName: opts.Name, Client: opts.Client, Runtime: runtime, Images: imageService,
 		DataDir: filepath.Join(opts.DataDir, "kubelet"), PodCIDR: podCIDR, NodeIP: opts.NodeIP,
-		Server: opts.Server, Version: opts.Version, Logger: opts.Logger,
+		Server: opts.Server, Version: opts.Version, Logger: opts.Logger, MaxPods: opts.MaxPods,
 	})
 	if err != nil {
 		n.stopContainerd()

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,6 +213,24 @@ func TestNodeContainerd(t *testing.T) {
 			}
 			return nil
 		})
+		// -f streams until the container ends; the line is there at once.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		follow := exec.CommandContext(ctx, kubectlBin, "--kubeconfig", inst.kubeconfig, "logs", "-f", "hello")
+		stdout, err := follow.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := follow.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line := make([]byte, 64)
+		n, _ := io.ReadAtLeast(stdout, line, len("hello from hello"))
+		cancel()
+		_ = follow.Wait()
+		if !strings.HasPrefix(string(line[:n]), "hello from hello") {
+			t.Errorf("kubectl logs -f: %q", line[:n])
+		}
 		ev := inst.events(t, "hello")
 		for _, want := range []string{"Normal Scheduled", `Normal Pulled: Container image "` + busybox + `" already present on machine`, "Normal Created", "Normal Started"} {
 			if !hasEvent(ev, want) {
@@ -252,32 +271,58 @@ func TestNodeContainerd(t *testing.T) {
 		}
 	})
 
-	t.Run("env from a ConfigMap and a Secret shows in the logs", func(t *testing.T) {
-		inst.mustKubectlIn(t, "", "create", "configmap", "settings", "--from-literal=COLOR=teal")
+	t.Run("env from a ConfigMap and a Secret, volumes, an init container and limits show in the logs", func(t *testing.T) {
+		inst.mustKubectlIn(t, "", "create", "configmap", "settings", "--from-literal=COLOR=teal", "--from-literal=greeting.txt=hi there")
 		inst.mustKubectlIn(t, "", "create", "secret", "generic", "creds", "--from-literal=TOKEN=s3cr3t")
 		inst.mustKubectlIn(t, `apiVersion: v1
 kind: Pod
 metadata: {name: envy}
 spec:
   restartPolicy: Never
+  initContainers:
+  - name: prepare
+    image: `+busybox+`
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'echo prepared-by-init > /work/state']
+    volumeMounts: [{name: work, mountPath: /work}]
   containers:
   - name: c
     image: `+busybox+`
     imagePullPolicy: IfNotPresent
-    command: [sh, -c, 'echo "color=$COLOR token=$TOKEN pod=$POD"']
+    command: [sh, -c, 'echo "color=$COLOR token=$TOKEN pod=$POD"; cat /work/state; cat /config/greeting.txt; echo; echo "limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null)"; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo']
     envFrom: [{configMapRef: {name: settings}}]
     env:
     - {name: TOKEN, valueFrom: {secretKeyRef: {name: creds, key: TOKEN}}}
     - {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    resources: {limits: {memory: 64Mi, cpu: 500m}}
+    volumeMounts:
+    - {name: work, mountPath: /work}
+    - {name: config, mountPath: /config}
+  volumes:
+  - {name: work, emptyDir: {}}
+  - {name: config, configMap: {name: settings}}
 `, "apply", "-f", "-")
-		inst.waitPod(t, "envy", time.Minute, func(p *v1.Pod) error {
+		pod := inst.waitPod(t, "envy", time.Minute, func(p *v1.Pod) error {
 			if p.Status.Phase != v1.PodSucceeded {
-				return fmt.Errorf("phase %s", p.Status.Phase)
+				return fmt.Errorf("phase %s, init %+v, containers %+v", p.Status.Phase, p.Status.InitContainerStatuses, p.Status.ContainerStatuses)
 			}
 			return nil
 		})
-		if out := inst.mustKubectlIn(t, "", "logs", "envy"); !strings.Contains(out, "color=teal token=s3cr3t pod=envy") {
-			t.Errorf("logs %q", out)
+		out := inst.mustKubectlIn(t, "", "logs", "envy")
+		for _, want := range []string{"color=teal token=s3cr3t pod=envy", "prepared-by-init", "hi there", "limit=67108864", "default"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("logs %q lack %q", out, want)
+			}
+		}
+		if init := pod.Status.InitContainerStatuses; len(init) != 1 || init[0].State.Terminated == nil || init[0].State.Terminated.Reason != "Completed" {
+			t.Errorf("init container status %+v", init)
+		}
+		if out := inst.mustKubectlIn(t, "", "logs", "envy", "-c", "prepare"); out != "" {
+			t.Errorf("the init container's logs %q, want none", out)
+		}
+		// kubectl logs options reach the kubelet API.
+		if out := inst.mustKubectlIn(t, "", "logs", "envy", "--tail=1", "--timestamps"); strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.Contains(out, "Z default") {
+			t.Errorf("kubectl logs --tail=1 --timestamps: %q", out)
 		}
 	})
 
