@@ -3,6 +3,7 @@ package admission
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -39,6 +40,9 @@ type Deps struct {
 	// the steps of upstream plugins, by plugin name.
 	Trace      *trace.Recorder
 	Explainers map[string]trace.Explainer
+	// Patched say, per mutating plugin, whether it may change a request's
+	// object, so the trace records the step's patch (see trace.Decorator).
+	Patched    map[string]trace.Changes
 	Namespaces constraint.NamespaceLookup
 	Logger     *slog.Logger
 }
@@ -149,10 +153,17 @@ func Configure(opts *kubeoptions.AdmissionOptions, deps Deps) error {
 	generic.RecommendedPluginOrder = order
 	generic.DefaultOffPlugins = off
 	if deps.Trace != nil {
+		patched := map[string]trace.Changes{}
+		maps.Copy(patched, deps.Patched)
+		if deps.Mutators != nil {
+			patched[mutation.PluginName] = func(a k8sadmission.Attributes, _ k8sadmission.ObjectInterfaces) bool {
+				return deps.Mutators.Applies(a.GetKind(), a.GetOperation())
+			}
+		}
 		// Innermost, under upstream's metrics decorator, which makes every
 		// plugin look both mutating and validating: the trace sees each
 		// plugin's own interfaces, and times the plugin alone.
-		generic.Decorators = append(k8sadmission.Decorators{trace.Decorator(deps.Explainers, mutation.PluginName)}, generic.Decorators...)
+		generic.Decorators = append(k8sadmission.Decorators{trace.Decorator(deps.Explainers, patched)}, generic.Decorators...)
 	}
 	return nil
 }

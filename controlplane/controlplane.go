@@ -214,6 +214,10 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 			validatingwebhook.PluginName:         explainers.ValidatingWebhook,
 			mutatingwebhook.PluginName:           explainers.MutatingWebhook,
 		}
+		deps.Patched = map[string]trace.Changes{
+			mutatingadmissionpolicy.PluginName: explainers.Mutating.MayChange,
+			mutatingwebhook.PluginName:         explainers.MutatingWebhook.MayChange,
+		}
 	}
 	flags := apiserverFlags(cfg, bundle, st)
 	readyz := server + "/readyz"

@@ -173,8 +173,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		UpdateFunc: func(_, obj any) { a.podChanged(obj) },
 		DeleteFunc: func(obj any) { a.podChanged(obj) },
 	})
-	factory.Start(ctx.Done())
+	// Shutdown waits for the informers, which stop with informersCtx:
+	// cancelled first (defers run last first), also on early returns.
+	informersCtx, stopInformers := context.WithCancel(ctx)
+	factory.Start(informersCtx.Done())
 	defer factory.Shutdown()
+	defer stopInformers()
 	if !cache.WaitForCacheSync(ctx.Done(), a.podsSync) {
 		return ctx.Err()
 	}

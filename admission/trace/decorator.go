@@ -16,23 +16,23 @@ import (
 // call into the request's trace. Requests without a trace (those the
 // Record does not open one for) pass through untouched.
 //
-// For the plugins named in patched, each step also carries the JSON Patch
-// of what the plugin changed: those that run users' mutating policies
-// (Gatekeeper's mutators, say); upstream's MutatingAdmissionPolicy and
-// MutatingAdmissionWebhook always. Other plugins' changes (defaults,
-// tolerations) are left out, to spare the hot path two copies of every
-// object per plugin.
-func Decorator(explainers map[string]Explainer, patched ...string) admission.Decorator {
-	diffed := map[string]bool{"MutatingAdmissionPolicy": true, "MutatingAdmissionWebhook": true}
-	for _, name := range patched {
-		diffed[name] = true
-	}
+// For the plugins in patched, each step also carries the JSON Patch of
+// what the plugin changed to the object, when the plugin's Changes says it
+// may change this request's: those that run users' mutating policies
+// (MutatingAdmissionPolicy, mutating webhooks, Gatekeeper's mutators).
+// Other plugins' changes (defaults, tolerations) are left out: a patch
+// costs two copies of the object.
+func Decorator(explainers map[string]Explainer, patched map[string]Changes) admission.Decorator {
 	return admission.DecoratorFunc(func(handler admission.Interface, name string) admission.Interface {
-		return decorate(handler, name, explainers[name], diffed[name])
+		return decorate(handler, name, explainers[name], patched[name])
 	})
 }
 
-func decorate(handler admission.Interface, name string, explainer Explainer, patched bool) admission.Interface {
+// Changes says whether a mutating plugin may change the request's object:
+// whether one of its policies, webhooks or mutators covers the request.
+type Changes func(a admission.Attributes, o admission.ObjectInterfaces) bool
+
+func decorate(handler admission.Interface, name string, explainer Explainer, patched Changes) admission.Interface {
 	base := plugin{Interface: handler, name: name, explainer: explainer, patched: patched}
 	mut, isMut := handler.(admission.MutationInterface)
 	val, isVal := handler.(admission.ValidationInterface)
@@ -53,7 +53,7 @@ type plugin struct {
 	admission.Interface
 	name      string
 	explainer Explainer
-	patched   bool
+	patched   Changes
 }
 
 type mutating struct {
@@ -107,13 +107,20 @@ func record(ctx context.Context, p plugin, phase string, a admission.Attributes,
 	}
 	rec := &stepWarnings{ctx: ctx}
 	policies := &policyCollector{}
-	annotated := &annotatedAttributes{Attributes: a}
+	// Only the plugins that report through annotations get attributes
+	// that keep them.
+	var annotated *annotatedAttributes
+	attrs := a
+	if runsManyPolicies[name] {
+		annotated = &annotatedAttributes{Attributes: a}
+		attrs = annotated
+	}
 	var before runtime.Object
-	if p.patched && phase == "mutating" && a.GetObject() != nil {
+	if p.patched != nil && phase == "mutating" && a.GetObject() != nil && p.patched(a, o) {
 		before = a.GetObject().DeepCopyObject()
 	}
 	start := time.Now()
-	err := call(context.WithValue(warning.WithWarningRecorder(ctx, rec), policiesKey{}, policies), annotated)
+	err := call(context.WithValue(warning.WithWarningRecorder(ctx, rec), policiesKey{}, policies), attrs)
 	step := Step{Plugin: name, Phase: phase, Verdict: VerdictAllow, Duration: time.Since(start), Warnings: rec.list(), Policies: policies.policies}
 	if rc := a.GetReinvocationContext(); phase == "mutating" && rc != nil && rc.IsReinvoke() {
 		step.Reinvocation = true
@@ -126,10 +133,12 @@ func record(ctx context.Context, p plugin, phase string, a admission.Attributes,
 			step.Annotations = setKey(step.Annotations, "gatehouse.dev/patch-error", perr.Error())
 		}
 	}
-	fromAnnotations, rest := policiesFromAnnotations(annotated.taken())
-	step.Policies = append(step.Policies, fromAnnotations...)
-	for k, v := range rest {
-		step.Annotations = setKey(step.Annotations, k, v)
+	if annotated != nil {
+		fromAnnotations, rest := policiesFromAnnotations(annotated.taken())
+		step.Policies = append(step.Policies, fromAnnotations...)
+		for k, v := range rest {
+			step.Annotations = setKey(step.Annotations, k, v)
+		}
 	}
 	switch {
 	case err != nil && isDenial(err):

@@ -71,7 +71,7 @@ func (annotatingPlugin) Admit(_ context.Context, a admission.Attributes, _ admis
 }
 
 func TestDecoratorRecordsPatchAndAnnotations(t *testing.T) {
-	plugin := decorate(annotatingPlugin{admission.NewHandler(admission.Create)}, "MutatingAdmissionWebhook", nil, true)
+	plugin := decorate(annotatingPlugin{admission.NewHandler(admission.Create)}, "MutatingAdmissionWebhook", nil, func(admission.Attributes, admission.ObjectInterfaces) bool { return true })
 	tr := &Trace{}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: map[string]string{}}}
 	attrs := admission.NewAttributesRecord(pod, nil, schema.GroupVersionKind{Version: "v1", Kind: "Pod"}, "ns", "p", schema.GroupVersionResource{Version: "v1", Resource: "pods"}, "", admission.Create, nil, false, nil)

@@ -46,8 +46,8 @@ func (w *warningSink) AddWarning(_, text string) { w.got = append(w.got, text) }
 
 func TestDecoratorRecordsStepsInOrder(t *testing.T) {
 	handles := admission.NewHandler(admission.Create)
-	mut := decorate(&fakePlugin{Handler: handles, warn: "careful"}, "Mutator", nil, false)
-	val := decorate(&fakeValidator{Handler: handles, err: apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "p", errors.New("no"))}, "Validator", nil, false)
+	mut := decorate(&fakePlugin{Handler: handles, warn: "careful"}, "Mutator", nil, nil)
+	val := decorate(&fakeValidator{Handler: handles, err: apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "p", errors.New("no"))}, "Validator", nil, nil)
 	if _, ok := mut.(admission.ValidationInterface); ok {
 		t.Error("a mutating-only plugin became a validating one")
 	}

@@ -6,10 +6,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/admission"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/matching"
@@ -46,6 +48,38 @@ type PolicyExplainer struct {
 	// conditions caches each policy's compiled matchConditions by UID and
 	// resourceVersion.
 	conditions sync.Map
+	// rules caches, per policy or binding version and kind of request
+	// (operation, resource, subresource), why its rules leave the request
+	// out ("" when they cover it): most bindings do not cover most
+	// requests, and this keeps upstream's matcher off the request path for
+	// them.
+	rules     sync.Map
+	rulesSize atomic.Int64
+}
+
+type rulesKey struct {
+	version     string
+	op          admission.Operation
+	resource    schema.GroupVersionResource
+	subresource string
+}
+
+// cachedWhy is why with the rules' part remembered (see rules).
+func (x *PolicyExplainer) cachedWhy(version string, a admission.Attributes, o admission.ObjectInterfaces, m *admissionregistrationv1.MatchResources) string {
+	key := rulesKey{version, a.GetOperation(), a.GetResource(), a.GetSubresource()}
+	cached, ok := x.rules.Load(key)
+	if !ok {
+		cached = x.rulesWhy(a, o, m)
+		if x.rulesSize.Add(1) > 10000 {
+			x.rules.Clear() // versions come and go; keep it bounded
+			x.rulesSize.Store(0)
+		}
+		x.rules.Store(key, cached)
+	}
+	if why := cached.(string); why != "" {
+		return why
+	}
+	return x.selectorsWhy(a, o, m)
 }
 
 // policyInfo is what the explainer reads of a policy.
@@ -64,6 +98,8 @@ type policyInfo struct {
 
 // policyBinding is what the explainer reads of a binding.
 type policyBinding struct {
+	// key is the binding's UID and resourceVersion.
+	key            string
 	name, policy   string
 	matchResources *admissionregistrationv1.MatchResources
 }
@@ -97,7 +133,7 @@ func NewPolicyExplainers(client kubernetes.Interface) *PolicyExplainers {
 				list, err := vb.Lister().List(labels.Everything())
 				out := make([]policyBinding, len(list))
 				for i, b := range list {
-					out[i] = policyBinding{name: b.Name, policy: b.Spec.PolicyName, matchResources: b.Spec.MatchResources}
+					out[i] = policyBinding{key: string(b.UID) + "/" + b.ResourceVersion, name: b.Name, policy: b.Spec.PolicyName, matchResources: b.Spec.MatchResources}
 				}
 				return out, err
 			},
@@ -126,7 +162,7 @@ func NewPolicyExplainers(client kubernetes.Interface) *PolicyExplainers {
 				list, err := mb.Lister().List(labels.Everything())
 				out := make([]policyBinding, len(list))
 				for i, b := range list {
-					out[i] = policyBinding{name: b.Name, policy: b.Spec.PolicyName, matchResources: b.Spec.MatchResources}
+					out[i] = policyBinding{key: string(b.UID) + "/" + b.ResourceVersion, name: b.Name, policy: b.Spec.PolicyName, matchResources: b.Spec.MatchResources}
 				}
 				return out, err
 			},
@@ -181,10 +217,10 @@ func (x *PolicyExplainer) Explain(ctx context.Context, a admission.Attributes, o
 		case info.match == nil:
 			policy.Verdict, policy.Reason = VerdictSkip, "policy has no matchConstraints"
 		default:
-			if why := x.why(a, o, info.match); why != "" {
+			if why := x.cachedWhy(info.key, a, o, info.match); why != "" {
 				policy.Verdict, policy.Reason = VerdictSkip, "policy matchConstraints: "+why
 			} else if b.matchResources != nil {
-				if why := x.why(a, o, b.matchResources); why != "" {
+				if why := x.cachedWhy(b.key, a, o, b.matchResources); why != "" {
 					policy.Verdict, policy.Reason = VerdictSkip, "binding matchResources: "+why
 				}
 			}
@@ -273,27 +309,50 @@ func (x *PolicyExplainer) matchConditions(ctx context.Context, a admission.Attri
 	return VerdictAllow, "", ""
 }
 
+// MayChange reports whether a binding's policy covers the request by its
+// rules (for MutatingAdmissionPolicy: whether the step may patch).
+func (x *PolicyExplainer) MayChange(a admission.Attributes, o admission.ObjectInterfaces) bool {
+	for _, ok := range x.synced {
+		if !ok() {
+			return true
+		}
+	}
+	bindings, err := x.bindings()
+	if err != nil {
+		return true
+	}
+	for _, b := range bindings {
+		if info, err := x.policy(b.policy); err == nil && info.match != nil && x.cachedWhy(info.key, a, o, info.match) == "" {
+			return true
+		}
+	}
+	return false
+}
+
 // why says which criterion of m does not select the request ("" when all
 // do), testing each alone with upstream's matcher.
 func (x *PolicyExplainer) why(a admission.Attributes, o admission.ObjectInterfaces, m *admissionregistrationv1.MatchResources) string {
-	everything := &metav1.LabelSelector{}
-	only := func(r admissionregistrationv1.MatchResources) bool {
-		if r.NamespaceSelector == nil {
-			r.NamespaceSelector = everything
-		}
-		if r.ObjectSelector == nil {
-			r.ObjectSelector = everything
-		}
-		r.MatchPolicy = m.MatchPolicy
-		ok, _, _, err := x.matcher.Matches(a, o, criteria{r})
-		return ok && err == nil
+	if why := x.rulesWhy(a, o, m); why != "" {
+		return why
 	}
+	return x.selectorsWhy(a, o, m)
+}
+
+// rulesWhy is why's part that depends on the kind of request only.
+func (x *PolicyExplainer) rulesWhy(a admission.Attributes, o admission.ObjectInterfaces, m *admissionregistrationv1.MatchResources) string {
+	only := func(r admissionregistrationv1.MatchResources) bool { return x.only(a, o, r, m) }
 	if !only(admissionregistrationv1.MatchResources{ResourceRules: m.ResourceRules}) {
 		return fmt.Sprintf("resourceRules do not cover %s %s", a.GetOperation(), resourceName(a))
 	}
 	if len(m.ExcludeResourceRules) > 0 && only(admissionregistrationv1.MatchResources{ResourceRules: m.ExcludeResourceRules}) {
 		return fmt.Sprintf("excludeResourceRules exclude %s %s", a.GetOperation(), resourceName(a))
 	}
+	return ""
+}
+
+// selectorsWhy is why's part that depends on the namespace and object.
+func (x *PolicyExplainer) selectorsWhy(a admission.Attributes, o admission.ObjectInterfaces, m *admissionregistrationv1.MatchResources) string {
+	only := func(r admissionregistrationv1.MatchResources) bool { return x.only(a, o, r, m) }
 	if m.NamespaceSelector != nil && !only(admissionregistrationv1.MatchResources{NamespaceSelector: m.NamespaceSelector}) {
 		sel, _ := metav1.LabelSelectorAsSelector(m.NamespaceSelector)
 		return fmt.Sprintf("namespaceSelector %q does not select namespace %q", sel, a.GetNamespace())
@@ -303,6 +362,20 @@ func (x *PolicyExplainer) why(a admission.Attributes, o admission.ObjectInterfac
 		return fmt.Sprintf("objectSelector %q does not select the object", sel)
 	}
 	return ""
+}
+
+// only tests one criterion r of m alone with upstream's matcher.
+func (x *PolicyExplainer) only(a admission.Attributes, o admission.ObjectInterfaces, r admissionregistrationv1.MatchResources, m *admissionregistrationv1.MatchResources) bool {
+	everything := &metav1.LabelSelector{}
+	if r.NamespaceSelector == nil {
+		r.NamespaceSelector = everything
+	}
+	if r.ObjectSelector == nil {
+		r.ObjectSelector = everything
+	}
+	r.MatchPolicy = m.MatchPolicy
+	ok, _, _, err := x.matcher.Matches(a, o, criteria{r})
+	return ok && err == nil
 }
 
 func resourceName(a admission.Attributes) string {

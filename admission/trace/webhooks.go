@@ -77,6 +77,20 @@ func (x *WebhookExplainer) Explain(ctx context.Context, a admission.Attributes, 
 	}
 }
 
+// MayChange reports whether a webhook's rules cover the request (for
+// MutatingAdmissionWebhook: whether the step may patch).
+func (x *WebhookExplainer) MayChange(a admission.Attributes, o admission.ObjectInterfaces) bool {
+	if !x.source.HasSynced() {
+		return true
+	}
+	for _, h := range x.source.Webhooks() {
+		if _, ok := matchingKind(h, a, o); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // why says which criterion leaves h out ("" when none does), and the
 // expression of the matchCondition that was false.
 func (x *WebhookExplainer) why(ctx context.Context, h webhook.WebhookAccessor, a admission.Attributes, o admission.ObjectInterfaces) (string, string) {

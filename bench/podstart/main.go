@@ -132,9 +132,10 @@ func level(client kubernetes.Interface, n int, image string, timeout time.Durati
 		AddFunc:    observe,
 		UpdateFunc: func(_, obj any) { observe(obj) },
 	})
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
-	factory.WaitForCacheSync(ctx.Done())
+	stop := make(chan struct{})
+	factory.Start(stop)
+	defer func() { close(stop); factory.Shutdown() }()
+	factory.WaitForCacheSync(stop)
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
