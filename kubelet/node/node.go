@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -106,7 +107,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			n.RuntimeName = "cri " + endpoint
 			break
 		}
-		if _, err := containerd.Detect(); err != nil {
+		_, err := containerd.Detect()
+		if err == nil && os.Geteuid() != 0 {
+			err = errors.New("containerd runs pods as root only, and gatehouse runs as an unprivileged user")
+		}
+		if err != nil {
 			if opts.Runtime == RuntimeCRI {
 				return nil, fmt.Errorf("--runtime cri: no --container-runtime-endpoint and %w", err)
 			}
