@@ -214,7 +214,6 @@ func (s *podSync) run(ctx context.Context) time.Duration {
 		w.volumes, w.volumesAt = volumes, time.Now()
 	}
 	s.volumes = s.worker.volumes
-	s.config = a.sandboxConfig(pod, 0)
 	s.sandbox = s.state.ready()
 	if s.sandbox == nil {
 		if s.finished() {
