@@ -31,11 +31,13 @@ func newUpCommand() *cobra.Command {
 	var verbosity int
 	cmd := &cobra.Command{
 		Use:   "up",
-		Short: "Run etcd, kube-apiserver, kube-controller-manager and kube-scheduler in this process",
+		Short: "Run etcd, kube-apiserver, kube-controller-manager, kube-scheduler and a node agent in this process",
 		Long: `Run a complete Kubernetes control plane in this process: embedded etcd (or
 --etcd-servers), and upstream kube-apiserver, kube-controller-manager and
-kube-scheduler, configured like a kubeadm cluster. When everything is ready
-it prints a line with "ready", the kubeconfig path and the time it took.
+kube-scheduler, configured like a kubeadm cluster, and a node agent that runs
+the admitted pods (on containerd, started as a child, when it is installed;
+--node=false for a control plane alone). When everything is ready it prints a
+line with "ready", the kubeconfig path and the time it took.
 
 Settings come from --config (a gatehouse.yaml, apiVersion gatehouse.dev/v1alpha1,
 kind Config) and flags; a flag given on the command line wins over the file.
