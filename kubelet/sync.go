@@ -246,8 +246,6 @@ func (s *podSync) run(ctx context.Context) time.Duration {
 		if s.sandbox == nil || s.sandbox.Id != id {
 			return time.Second
 		}
-	} else {
-		s.config = a.sandboxConfig(pod, s.sandbox.Metadata.Attempt)
 	}
 
 	var requeue time.Duration
@@ -308,6 +306,16 @@ func (s *podSync) run(ctx context.Context) time.Duration {
 	return requeue
 }
 
+// sandboxConfig is the config of the pod's sandbox, built when first
+// needed: a sync of a pod whose containers all run needs none (it reads
+// the host's resolv.conf).
+func (s *podSync) sandboxConfig() *runtimeapi.PodSandboxConfig {
+	if s.config == nil {
+		s.config = s.agent.sandboxConfig(s.pod, s.sandbox.Metadata.Attempt)
+	}
+	return s.config
+}
+
 // finished: no container will run again (restartPolicy Never or
 // OnFailure, and every container has exited as such).
 func (s *podSync) finished() bool {
@@ -363,7 +371,7 @@ func (s *podSync) restart(ctx context.Context, c *v1.Container, last *runtimeapi
 // the container; it returns when to try again on failure.
 func (s *podSync) start(ctx context.Context, c *v1.Container, init bool) time.Duration {
 	a, pod := s.agent, s.pod
-	imageRef, waiting, retry := a.ensureImage(ctx, pod, c, s.config)
+	imageRef, waiting, retry := a.ensureImage(ctx, pod, c, s.sandboxConfig())
 	if imageRef == "" {
 		s.waiting[c.Name] = waiting
 		a.event(pod, v1.EventTypeWarning, "Failed", "Error: %s", waiting.reason)
@@ -379,7 +387,7 @@ func (s *podSync) start(ctx context.Context, c *v1.Container, init bool) time.Du
 		a.event(pod, v1.EventTypeWarning, "Failed", "Error: %v", err)
 		return 2 * time.Second
 	}
-	id, err := a.runtime.CreateContainer(ctx, s.sandbox.Id, config, s.config)
+	id, err := a.runtime.CreateContainer(ctx, s.sandbox.Id, config, s.sandboxConfig())
 	if err != nil {
 		s.waiting[c.Name] = waitingReason{"CreateContainerError", err.Error()}
 		a.event(pod, v1.EventTypeWarning, "Failed", "Error: %v", err)
