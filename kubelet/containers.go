@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -587,7 +588,7 @@ func (a *Agent) resourceValue(pod *v1.Pod, c *v1.Container, ref *v1.ResourceFiel
 	case "limits.cpu":
 		q = *target.Resources.Limits.Cpu()
 		if q.IsZero() {
-			q = *resource.NewQuantity(int64(numCPU()), resource.DecimalSI)
+			q = *resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI)
 		}
 	case "limits.memory":
 		q = *target.Resources.Limits.Memory()

@@ -13,8 +13,5 @@ const (
 	annotationRestartCount       = "io.kubernetes.container.restartCount"
 	annotationTerminationMessage = "io.kubernetes.container.terminationMessagePath"
 	annotationGracePeriod        = "io.kubernetes.pod.terminationGracePeriod"
-	annotationContainerPorts     = "io.kubernetes.container.ports"
-	annotationTerminationPolicy  = "io.kubernetes.container.terminationMessagePolicy"
-	annotationPodDeletionGrace   = "io.kubernetes.pod.deletionGracePeriod"
 	annotationContainerImage     = "gatehouse.dev/image"
 )

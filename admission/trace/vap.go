@@ -64,7 +64,8 @@ type rulesKey struct {
 	subresource string
 }
 
-// cachedWhy is why with the rules' part remembered (see rules).
+// cachedWhy says which criterion of m leaves the request out ("" when
+// none does), with the rules' part remembered (see rules).
 func (x *PolicyExplainer) cachedWhy(version string, a admission.Attributes, o admission.ObjectInterfaces, m *admissionregistrationv1.MatchResources) string {
 	key := rulesKey{version, a.GetOperation(), a.GetResource(), a.GetSubresource()}
 	cached, ok := x.rules.Load(key)
@@ -329,16 +330,9 @@ func (x *PolicyExplainer) MayChange(a admission.Attributes, o admission.ObjectIn
 	return false
 }
 
-// why says which criterion of m does not select the request ("" when all
-// do), testing each alone with upstream's matcher.
-func (x *PolicyExplainer) why(a admission.Attributes, o admission.ObjectInterfaces, m *admissionregistrationv1.MatchResources) string {
-	if why := x.rulesWhy(a, o, m); why != "" {
-		return why
-	}
-	return x.selectorsWhy(a, o, m)
-}
-
-// rulesWhy is why's part that depends on the kind of request only.
+// rulesWhy and selectorsWhy say which criterion of m does not select the
+// request ("" when all do), testing each alone with upstream's matcher:
+// rulesWhy the criteria that depend on the kind of request only.
 func (x *PolicyExplainer) rulesWhy(a admission.Attributes, o admission.ObjectInterfaces, m *admissionregistrationv1.MatchResources) string {
 	only := func(r admissionregistrationv1.MatchResources) bool { return x.only(a, o, r, m) }
 	if !only(admissionregistrationv1.MatchResources{ResourceRules: m.ResourceRules}) {
@@ -350,7 +344,7 @@ func (x *PolicyExplainer) rulesWhy(a admission.Attributes, o admission.ObjectInt
 	return ""
 }
 
-// selectorsWhy is why's part that depends on the namespace and object.
+// selectorsWhy tests the criteria that depend on the namespace and object.
 func (x *PolicyExplainer) selectorsWhy(a admission.Attributes, o admission.ObjectInterfaces, m *admissionregistrationv1.MatchResources) string {
 	only := func(r admissionregistrationv1.MatchResources) bool { return x.only(a, o, r, m) }
 	if m.NamespaceSelector != nil && !only(admissionregistrationv1.MatchResources{NamespaceSelector: m.NamespaceSelector}) {

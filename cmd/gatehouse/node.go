@@ -149,7 +149,7 @@ One node agent per machine: its pod bridge is gatehouse0.`,
 	config.AddDataDirFlag(f, &dataDir)
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with the node's identity (gatehouse kubeconfig --node NAME)")
 	f.StringVar(&name, "node-name", "", "the Node's name (default: the identity's system:node:NAME)")
-	f.StringVar(&runtime, "runtime", node.RuntimeAuto, "container runtime: auto, cri or simulated")
+	f.StringVar(&runtime, "runtime", config.RuntimeAuto, "container runtime: auto, cri or simulated")
 	f.StringVar(&endpoint, "container-runtime-endpoint", "", "CRI endpoint of an existing runtime, e.g. unix:///run/containerd/containerd.sock")
 	f.StringVar(&bindAddress, "bind-address", "0.0.0.0", "address of the kubelet API")
 	f.IntVar(&port, "kubelet-port", 10250, "port of the kubelet API")

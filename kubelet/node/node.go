@@ -36,17 +36,11 @@ import (
 	internalapi "k8s.io/cri-api/pkg/apis"
 	criclient "k8s.io/cri-client/pkg"
 
+	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/kubelet"
 	"github.com/gatehouse-dev/gatehouse/kubelet/containerd"
 	"github.com/gatehouse-dev/gatehouse/kubelet/images"
 	"github.com/gatehouse-dev/gatehouse/kubelet/simulated"
-)
-
-// Runtimes, as --runtime names them.
-const (
-	RuntimeAuto      = "auto"
-	RuntimeCRI       = "cri"
-	RuntimeSimulated = "simulated"
 )
 
 // Options configure a node.
@@ -101,8 +95,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	var imageService internalapi.ImageManagerService
 	endpoint := opts.Endpoint
 	switch opts.Runtime {
-	case RuntimeSimulated:
-	case RuntimeAuto, RuntimeCRI, "":
+	case config.RuntimeSimulated:
+	case config.RuntimeAuto, config.RuntimeCRI, "":
 		if endpoint != "" {
 			n.RuntimeName = "cri " + endpoint
 			break
@@ -112,7 +106,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			err = errors.New("containerd runs pods as root only, and gatehouse runs as an unprivileged user")
 		}
 		if err != nil {
-			if opts.Runtime == RuntimeCRI {
+			if opts.Runtime == config.RuntimeCRI {
 				return nil, fmt.Errorf("--runtime cri: no --container-runtime-endpoint and %w", err)
 			}
 			if opts.Notice != nil {

@@ -441,7 +441,7 @@ spec:
 // its reference.
 func pushBusybox(t *testing.T, registry, repo, tag string) string {
 	t.Helper()
-	blobs, err := testimage.WriteOCI(discard{}, repo+":"+tag)
+	blobs, err := testimage.WriteOCI(io.Discard, repo+":"+tag)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,10 +450,6 @@ func pushBusybox(t *testing.T, registry, repo, tag string) string {
 	}
 	return registry + "/" + repo + ":" + tag
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // TestNodeSimulated runs the same pod lifecycle without containers.
 func TestNodeSimulated(t *testing.T) {
