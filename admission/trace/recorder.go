@@ -65,7 +65,7 @@ func (r *Recorder) Add(t *Trace) {
 		}
 	}
 	if r.sink != nil {
-		r.sink.Add(t)
+		r.sink.Add(fileLine{t})
 	}
 }
 
