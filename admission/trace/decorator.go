@@ -121,7 +121,7 @@ func record(ctx context.Context, p plugin, phase string, a admission.Attributes,
 	}
 	start := time.Now()
 	err := call(context.WithValue(warning.WithWarningRecorder(ctx, rec), policiesKey{}, policies), attrs)
-	step := Step{Plugin: name, Phase: phase, Verdict: VerdictAllow, Duration: time.Since(start), Warnings: rec.list(), Policies: policies.policies}
+	step := Step{Plugin: name, Phase: phase, Verdict: VerdictAllow, Duration: time.Since(start), Warnings: rec.list(), Policies: policies.policies, calls: policies.calls}
 	if rc := a.GetReinvocationContext(); phase == "mutating" && rc != nil && rc.IsReinvoke() {
 		step.Reinvocation = true
 	}
@@ -163,6 +163,7 @@ func record(ctx context.Context, p plugin, phase string, a admission.Attributes,
 	if p.explainer != nil {
 		p.explainer.Explain(ctx, a, o, &step)
 	}
+	step.calls = nil
 	t.addStep(step, a)
 	return err
 }

@@ -92,6 +92,9 @@ type Step struct {
 	// Policies say, for a plugin that runs many policies, what each did:
 	// reported by the plugin itself (see AddPolicy).
 	Policies []Policy `json:"policies,omitempty"`
+
+	// calls are the webhook calls of the step, for its explainer.
+	calls []WebhookCall
 }
 
 // Policy is one policy a plugin considered for a request: an admission
@@ -116,6 +119,37 @@ type Policy struct {
 	ExpressionIndex *int   `json:"expressionIndex,omitempty"`
 	// Patch is what this policy changed (a mutating webhook's patch).
 	Patch json.RawMessage `json:"patch,omitempty"`
+	// For a called webhook: its call's exchange in the webhook log
+	// (gatehouse webhook log), the fault applied, how long the call took,
+	// and whether a recorded answer stood in for it.
+	Exchange     uint64        `json:"exchange,omitempty"`
+	Fault        string        `json:"fault,omitempty"`
+	CallDuration time.Duration `json:"callDurationNanos,omitempty"`
+	Stubbed      bool          `json:"stubbed,omitempty"`
+}
+
+// WebhookCall is one call of a webhook as the webhook kit's transport saw
+// it (see package webhooks).
+type WebhookCall struct {
+	Kind, Configuration, Webhook string
+	Exchange                     uint64
+	Fault                        string
+	Duration                     time.Duration
+	// Failed: no answer, or an HTTP error; TimedOut: out of time.
+	Failed, TimedOut, Stubbed bool
+	// Problem is upstream's reason for refusing an answer that came
+	// (bad JSON, wrong apiVersion or kind, uid mismatch, ...).
+	Problem string
+}
+
+// AddWebhookCall reports a webhook call into the step of the plugin call
+// whose context ctx is (a no-op without a trace).
+func AddWebhookCall(ctx context.Context, c WebhookCall) {
+	if col, ok := ctx.Value(policiesKey{}).(*policyCollector); ok {
+		col.mu.Lock()
+		col.calls = append(col.calls, c)
+		col.mu.Unlock()
+	}
 }
 
 // Policy verdicts beyond the step verdicts.
@@ -136,6 +170,7 @@ type policiesKey struct{}
 type policyCollector struct {
 	mu       sync.Mutex
 	policies []Policy
+	calls    []WebhookCall
 }
 
 // AddPolicy reports what one policy did, into the step of the plugin call

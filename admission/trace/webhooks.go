@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -74,6 +76,90 @@ func (x *WebhookExplainer) Explain(ctx context.Context, a admission.Attributes, 
 			}
 		}
 		step.Policies = append(step.Policies, p)
+	}
+	x.mergeCalls(ctx, step)
+}
+
+// mergeCalls adds to each called webhook's policy what the webhook kit saw
+// of its call (exchange, fault, time) and what failurePolicy made of a
+// failure. Upstream applies failurePolicy to failed calls and refused
+// answers only: a patch that does not apply refuses the request whatever
+// the failurePolicy.
+func (x *WebhookExplainer) mergeCalls(ctx context.Context, step *Step) {
+	if len(step.calls) == 0 {
+		return
+	}
+	hooks := map[string]webhook.WebhookAccessor{}
+	for _, h := range x.source.Webhooks() {
+		hooks[h.GetConfigurationName()+"/"+h.GetName()] = h
+	}
+	var timedOutIgnored []string
+	for ci, c := range step.calls {
+		key := c.Configuration + "/" + c.Webhook
+		h := hooks[key]
+		ignore := false
+		if h != nil {
+			fp := h.GetFailurePolicy()
+			ignore = fp != nil && *fp == admissionregistrationv1.Ignore
+		}
+		i := slices.IndexFunc(step.Policies, func(p Policy) bool {
+			return p.Kind == KindWebhook && p.Name == c.Webhook && (p.Configuration == "" || p.Configuration == c.Configuration)
+		})
+		if i < 0 {
+			step.Policies = append(step.Policies, Policy{Kind: KindWebhook, Name: c.Webhook, Configuration: c.Configuration})
+			i = len(step.Policies) - 1
+		}
+		p := &step.Policies[i]
+		p.Configuration, p.Exchange, p.Fault, p.CallDuration, p.Stubbed = c.Configuration, c.Exchange, c.Fault, c.Duration, c.Stubbed
+		var what string
+		switch {
+		case c.TimedOut:
+			what = fmt.Sprintf("the call timed out after %s", c.Duration.Round(10*time.Millisecond))
+		case c.Failed:
+			what = "the call failed"
+		case c.Problem != "":
+			what = "its answer was refused: " + c.Problem
+		}
+		failedCall := what != ""
+		last := ci == len(step.calls)-1
+		switch {
+		case failedCall && ignore:
+			p.Verdict, p.Reason = VerdictFailedOpen, what+"; failurePolicy Ignore let the request through"
+			if c.TimedOut {
+				timedOutIgnored = append(timedOutIgnored, fmt.Sprintf("%s %s", c.Webhook, c.Duration.Round(10*time.Millisecond)))
+			}
+		case failedCall:
+			p.Verdict, p.Reason = VerdictError, what+"; failurePolicy Fail refused the request"
+		case last && step.Phase == "mutating" && step.Verdict == VerdictError && !strings.Contains(step.Message, "admission webhook \""+c.Webhook+"\" denied"):
+			// The call answered, and the step still failed after it: its
+			// patch did not apply (or the patched object did not decode).
+			p.Verdict = VerdictError
+			p.Reason = "its patch could not be applied: " + step.Message
+			if ignore {
+				p.Reason += "; refused although failurePolicy is Ignore"
+			} else {
+				p.Reason += "; failurePolicy Fail refused the request"
+			}
+		}
+		if c.Stubbed {
+			if p.Reason == "" {
+				p.Reason = "called"
+			}
+			p.Reason += " (stubbed: answered with its last recorded answer)"
+		}
+	}
+	// Kubernetes issue 128162: mutating webhooks run one after another, each
+	// with its own timeout; Ignore lets each timeout through, but together
+	// they can outlast the request's deadline, and the request fails.
+	if deadline, ok := ctx.Deadline(); ok && step.Phase == "mutating" && len(timedOutIgnored) > 0 && !time.Now().Before(deadline) {
+		msg := fmt.Sprintf("mutating webhooks with failurePolicy Ignore timed out one after another (%s) past the request's deadline: each timeout was let through, but together they used up the request's time, so the request failed (kubernetes issue 128162)", strings.Join(timedOutIgnored, ", "))
+		if step.Message != "" {
+			msg += ": " + step.Message
+		}
+		step.Message = msg
+		if step.Verdict == VerdictAllow || step.Verdict == VerdictWarn {
+			step.Verdict = VerdictError
+		}
 	}
 }
 
