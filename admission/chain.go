@@ -12,9 +12,11 @@ import (
 	validatingadmissionpolicy "k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	kubeoptions "k8s.io/kubernetes/pkg/kubeapiserver/options"
 
+	"github.com/gatehouse-dev/gatehouse/admission/cabundle"
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 	"github.com/gatehouse-dev/gatehouse/admission/mutation"
 	"github.com/gatehouse-dev/gatehouse/admission/trace"
+	"github.com/gatehouse-dev/gatehouse/webhooks"
 	"k8s.io/kubernetes/plugin/pkg/admission/noderestriction"
 )
 
@@ -45,6 +47,11 @@ type Deps struct {
 	Patched    map[string]trace.Changes
 	Namespaces constraint.NamespaceLookup
 	Logger     *slog.Logger
+	// Webhooks, when set, records and faults the webhook plugins' calls
+	// (see package webhooks); CABundle is the CA (PEM) that
+	// GatehouseCABundleInjection injects.
+	Webhooks *webhooks.Kit
+	CABundle []byte
 }
 
 // Insertion points for Gatehouse's plugins, named once here so later plugins
@@ -67,6 +74,15 @@ var gatehousePlugins = []Plugin{
 		DefaultOn: true,
 		Register: func(p *k8sadmission.Plugins, d Deps) {
 			mutation.Register(p, d.Mutators, d.Namespaces, d.Logger)
+		},
+	},
+	{
+		// After Gatekeeper's mutators, so that a mutator cannot undo it.
+		Name:      cabundle.PluginName,
+		After:     mutation.PluginName,
+		DefaultOn: true,
+		Register: func(p *k8sadmission.Plugins, d Deps) {
+			cabundle.Register(p, d.CABundle)
 		},
 	},
 	{
@@ -164,6 +180,10 @@ func Configure(opts *kubeoptions.AdmissionOptions, deps Deps) error {
 		// plugin look both mutating and validating: the trace sees each
 		// plugin's own interfaces, and times the plugin alone.
 		generic.Decorators = append(k8sadmission.Decorators{trace.Decorator(deps.Explainers, patched)}, generic.Decorators...)
+	}
+	if deps.Webhooks != nil {
+		// First of all: it must see the webhook plugins themselves.
+		generic.Decorators = append(k8sadmission.Decorators{deps.Webhooks.Decorator()}, generic.Decorators...)
 	}
 	return nil
 }

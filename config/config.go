@@ -46,6 +46,8 @@ const (
 	defaultClusterCIDR           = "10.244.0.0/16"
 	// defaultTraceBuffer is how many admission traces are kept.
 	defaultTraceBuffer = 10000
+	// defaultWebhookLogSize is how many calls are kept per webhook.
+	defaultWebhookLogSize = 1000
 	// defaultAuditInterval is Gatekeeper's --audit-interval default.
 	defaultAuditInterval = 60 * time.Second
 )
@@ -74,6 +76,14 @@ type Config struct {
 	// TraceFile, when set, also writes every trace there as a JSON line;
 	// the file is rotated at 100 MiB, keeping three.
 	TraceFile string `json:"traceFile,omitempty"`
+	// WebhookLogSize is how many calls the webhook log keeps per webhook;
+	// WebhookLogFile, when set, also receives every call as a JSON line
+	// (rotated as the trace file). WebhookStubs is a file of recorded
+	// calls whose last answers stand in for their webhooks (gatehouse
+	// check --stub-webhooks).
+	WebhookLogSize int    `json:"webhookLogSize,omitempty"`
+	WebhookLogFile string `json:"webhookLogFile,omitempty"`
+	WebhookStubs   string `json:"webhookStubs,omitempty"`
 
 	ControllerManagerPort int `json:"controllerManagerPort,omitempty"`
 	SchedulerPort         int `json:"schedulerPort,omitempty"`
@@ -152,6 +162,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.ServiceCIDR, defaultServiceCIDR)
 	setDefault(&c.ClusterCIDR, defaultClusterCIDR)
 	setDefault(&c.TraceBuffer, defaultTraceBuffer)
+	setDefault(&c.WebhookLogSize, defaultWebhookLogSize)
 	if c.Node == nil {
 		c.Node = new(true)
 	}
@@ -172,7 +183,7 @@ func setDefault[T comparable](p *T, def T) {
 
 // expandPaths expands a leading ~ in every field that names a local file.
 func (c *Config) expandPaths() {
-	for _, p := range []*string{&c.DataDir, &c.Policies, &c.TraceFile, &c.Etcd.CAFile, &c.Etcd.CertFile, &c.Etcd.KeyFile} {
+	for _, p := range []*string{&c.DataDir, &c.Policies, &c.TraceFile, &c.WebhookLogFile, &c.WebhookStubs, &c.Etcd.CAFile, &c.Etcd.CertFile, &c.Etcd.KeyFile} {
 		*p = expandHome(*p)
 	}
 }
@@ -289,6 +300,9 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validatePorts()...)
 	if c.TraceBuffer < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("traceBuffer"), c.TraceBuffer, "must be positive"))
+	}
+	if c.WebhookLogSize < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("webhookLogSize"), c.WebhookLogSize, "must be positive"))
 	}
 	if c.AuditEvery() < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("auditInterval"), c.AuditEvery().String(), "must be 0 (no audit) or positive"))

@@ -50,6 +50,7 @@ func TestDefault(t *testing.T) {
 		AuditInterval:         &metav1.Duration{Duration: 60 * time.Second},
 		Trace:                 new(true),
 		TraceBuffer:           10000,
+		WebhookLogSize:        1000,
 		ControllerManagerPort: 10257,
 		SchedulerPort:         10259,
 		KubeletPort:           10250,
@@ -244,9 +245,10 @@ func fullConfig(home string) *Config {
 		KubeControllerManagerArgs: []string{"--node-monitor-grace-period=20s"},
 		KubeSchedulerArgs:         []string{"--profiling"},
 		// Not in the file: the defaults.
-		AuditInterval: &metav1.Duration{Duration: 60 * time.Second},
-		Trace:         new(true),
-		TraceBuffer:   10000,
+		AuditInterval:  &metav1.Duration{Duration: 60 * time.Second},
+		Trace:          new(true),
+		TraceBuffer:    10000,
+		WebhookLogSize: 1000,
 	}
 }
 
@@ -661,6 +663,8 @@ var flagFields = map[string]string{
 	"trace-buffer":                "traceBuffer",
 	"trace":                       "trace",
 	"trace-file":                  "traceFile",
+	"webhook-log-size":            "webhookLogSize",
+	"webhook-log-file":            "webhookLogFile",
 	"policies":                    "policies",
 	"etcd-servers":                "etcd.servers",
 	"etcd-cafile":                 "etcd.caFile",
@@ -786,6 +790,7 @@ func TestAddFlags(t *testing.T) {
 		"kube-apiserver-arg", "kube-controller-manager-arg", "kube-scheduler-arg",
 		"kubelet-port", "node", "policies", "runtime", "scheduler-port",
 		"service-cidr", "trace", "trace-buffer", "trace-file",
+		"webhook-log-file", "webhook-log-size",
 	}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("flag names mismatch (-want +got):\n%s", diff)

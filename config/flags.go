@@ -47,6 +47,10 @@ var flagSpecs = []flagSpec{
 
 	bind("trace-file", pathVar, func(c *Config) *string { return &c.TraceFile },
 		"Also write every admission trace to this file as a JSON line; it is rotated at 100 MiB, keeping three."),
+	bind("webhook-log-size", (*pflag.FlagSet).IntVar, func(c *Config) *int { return &c.WebhookLogSize },
+		"How many calls of each admission webhook (the newest) are kept in memory for gatehouse webhook log."),
+	bind("webhook-log-file", pathVar, func(c *Config) *string { return &c.WebhookLogFile },
+		"Also write every admission webhook call to this file as a JSON line; it is rotated at 100 MiB, keeping three."),
 
 	bind("etcd-servers", (*pflag.FlagSet).StringSliceVar, func(c *Config) *[]string { return &c.Etcd.Servers },
 		"Comma-separated URLs of an external etcd cluster, e.g. https://10.0.0.1:2379. If empty, an embedded etcd is started."),

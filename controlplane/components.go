@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/admission/trace"
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/controlplane/pki"
+	"github.com/gatehouse-dev/gatehouse/webhooks"
 )
 
 // storage is where the API server keeps its objects.
@@ -90,7 +91,7 @@ func runAPIServer(ctx context.Context, flags flagMap, passthrough []string, deps
 	if errs := completed.Validate(); len(errs) != 0 {
 		return nil, fmt.Errorf("kube-apiserver: %w", utilerrors.NewAggregate(errs))
 	}
-	return func() error { return runAPIServerWithTrace(ctx, completed, deps.Trace) }, nil
+	return func() error { return runAPIServerWithTrace(ctx, completed, deps.Trace, deps.Webhooks) }, nil
 }
 
 // runAPIServerWithTrace is upstream's app.Run (NewConfig, Complete,
@@ -99,7 +100,7 @@ func runAPIServer(ctx context.Context, flags flagMap, passthrough []string, deps
 // server (the aggregator, whose chain every request passes; the servers it
 // delegates to are reached without filters), and its endpoint on that
 // server's mux, behind the same authentication and authorization.
-func runAPIServerWithTrace(ctx context.Context, opts apiserveroptions.CompletedOptions, rec *trace.Recorder) error {
+func runAPIServerWithTrace(ctx context.Context, opts apiserveroptions.CompletedOptions, rec *trace.Recorder, kit *webhooks.Kit) error {
 	if opts.InformerName == nil {
 		name, err := cache.NewInformerName("kube-apiserver")
 		if err != nil {
@@ -125,6 +126,10 @@ func runAPIServerWithTrace(ctx context.Context, opts apiserveroptions.CompletedO
 	}
 	if rec != nil {
 		server.GenericAPIServer.Handler.NonGoRestfulMux.Handle(trace.Path, trace.Handler(rec))
+	}
+	if kit != nil {
+		server.GenericAPIServer.Handler.NonGoRestfulMux.Handle(webhooks.ExchangesPath, kit.ExchangesHandler())
+		server.GenericAPIServer.Handler.NonGoRestfulMux.Handle(webhooks.FaultsPath, kit.FaultsHandler())
 	}
 	prepared, err := server.PrepareRun()
 	if err != nil {

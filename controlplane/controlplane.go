@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/controlplane/etcd"
 	"github.com/gatehouse-dev/gatehouse/controlplane/pki"
+	"github.com/gatehouse-dev/gatehouse/webhooks"
 	mutatingadmissionpolicy "k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
 	validatingadmissionpolicy "k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	mutatingwebhook "k8s.io/apiserver/pkg/admission/plugin/webhook/mutating"
@@ -49,6 +50,9 @@ type ControlPlane struct {
 	Mutators *mutation.System
 	// Traces are the admission traces of recent write requests.
 	Traces *trace.Recorder
+	// Webhooks is the webhook kit: the calls of admission webhooks,
+	// faults and stubs.
+	Webhooks *webhooks.Kit
 
 	// ctx lives as long as the API server; ctrlCtx, its child, as long as
 	// the API server's clients (controller-manager, scheduler), which stop
@@ -200,7 +204,13 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 			cp.traceFile = sink
 		}
 	}
-	deps := admission.Deps{Constraints: engine, Mutators: mutators, Namespaces: syncer.Namespace, Logger: logger, Trace: traces}
+	kit, err := newWebhookKit(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cp.Webhooks = kit
+	deps := admission.Deps{Constraints: engine, Mutators: mutators, Namespaces: syncer.Namespace, Logger: logger, Trace: traces,
+		Webhooks: kit, CABundle: bundle.CA.PEM()}
 	var explainers *trace.PolicyExplainers
 	if traces != nil {
 		kube, err := kubernetes.NewForConfig(admin)
@@ -236,6 +246,9 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	logger.Info("kube-apiserver ready", "url", server)
 	if explainers != nil {
 		explainers.Start(ctrlCtx)
+	}
+	if err := readFaultAnnotations(ctrlCtx, admin, kit); err != nil {
+		return nil, err
 	}
 	cp.Constraints, cp.Mutators, cp.Traces = engine, mutators, traces
 	if ephemeral {
@@ -417,6 +430,9 @@ func (cp *ControlPlane) stopAll() {
 	}
 	if cp.traceFile != nil {
 		cp.traceFile.Close()
+	}
+	if cp.Webhooks != nil {
+		cp.Webhooks.Close()
 	}
 	if cp.removeOnStop != "" {
 		os.RemoveAll(cp.removeOnStop)

@@ -33,7 +33,10 @@ import (
 // not wait out the one-second polls of upstream's RBAC and priority-class
 // bootstrap hooks: the two system PriorityClasses that the Priority
 // admission plugin looks up are created here at once instead.
-func StartEphemeral(ctx context.Context, dir string, logger *slog.Logger, args []string) (*ControlPlane, error) {
+//
+// configure, if given, changes the configuration before the start (gatehouse
+// check --stub-webhooks sets WebhookStubs).
+func StartEphemeral(ctx context.Context, dir string, logger *slog.Logger, args []string, configure ...func(*config.Config)) (*ControlPlane, error) {
 	if err := os.MkdirAll(Layout{DataDir: dir}.LogDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("ephemeral control plane directory: %w", err)
 	}
@@ -46,6 +49,9 @@ func StartEphemeral(ctx context.Context, dir string, logger *slog.Logger, args [
 		return nil, err
 	}
 	cfg.APIPort, cfg.Etcd.ClientPort, cfg.Etcd.PeerPort = ports[0], ports[1], ports[2]
+	for _, c := range configure {
+		c(cfg)
+	}
 	cp, err := start(ctx, cfg, logger, true)
 	if err != nil {
 		// The log stays for the user to read.

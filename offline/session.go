@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/admission/mutation"
 	"github.com/gatehouse-dev/gatehouse/admission/trace"
 	"github.com/gatehouse-dev/gatehouse/check"
+	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/controlplane"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
@@ -30,6 +31,9 @@ type Options struct {
 	Logger *slog.Logger
 	// APIServerArgs are extra kube-apiserver flags.
 	APIServerArgs []string
+	// WebhookStubs is a file of recorded webhook calls whose last answers
+	// stand in for their webhooks (see webhooks.Stubs).
+	WebhookStubs string
 }
 
 // Session is an ephemeral control plane for offline checks.
@@ -54,7 +58,7 @@ func Start(ctx context.Context, opts Options) (*Session, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	cp, err := controlplane.StartEphemeral(ctx, dir, logger, opts.APIServerArgs)
+	cp, err := controlplane.StartEphemeral(ctx, dir, logger, opts.APIServerArgs, func(c *config.Config) { c.WebhookStubs = opts.WebhookStubs })
 	if err != nil {
 		return nil, fmt.Errorf("starting the ephemeral control plane: %w", err)
 	}

@@ -153,6 +153,40 @@ func (b *Bundle) IssueServing(name string, dns []string, ips []net.IP) (CertKey,
 	return ensureLeaf(filepath.Join(b.Dir, name), b.CA, leafSpec{cn: name, dns: dns, ips: ips, usage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 }
 
+// SignServing signs a serving certificate for the names from the cluster CA
+// in memory: nothing is written under Dir, so a certificate for someone
+// else's server (a webhook) never lands among the cluster's own. It
+// returns the certificate and its new key in PEM form.
+func (b *Bundle) SignServing(cn string, dns []string, ips []net.IP) (certPEM, keyPEM []byte, err error) {
+	if len(dns) == 0 && len(ips) == 0 {
+		return nil, nil, errors.New("a serving certificate needs a DNS name or an IP address")
+	}
+	key, err := newKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: newSerial(),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(leafValidity),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     dns,
+		IPAddresses:  ips,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, b.CA.Cert, key.Public(), b.CA.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("signing certificate %s: %w", cn, err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
 type leafSpec struct {
 	cn    string
 	orgs  []string

@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
 	"net"
 	"os"
@@ -146,5 +147,41 @@ func TestCorruptFilesAreReported(t *testing.T) {
 	_, err := Ensure(Options{Dir: dir})
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("ca.key")) {
 		t.Fatalf("Ensure with a corrupt CA key = %v, want an error naming ca.key", err)
+	}
+}
+
+func TestSignServingWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	b, err := Ensure(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadDir(dir)
+	certPEM, keyPEM, err := b.SignServing("hook", []string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.ReadDir(dir)
+	if len(after) != len(before) {
+		t.Errorf("SignServing wrote into the pki directory: %d entries, was %d", len(after), len(before))
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(b.CA.Cert)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "localhost"}); err != nil {
+		t.Errorf("not valid for localhost from the CA: %v", err)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "127.0.0.1"}); err != nil {
+		t.Errorf("not valid for 127.0.0.1 from the CA: %v", err)
+	}
+	if _, _, err := b.SignServing("hook", nil, nil); err == nil {
+		t.Error("no names: no error")
 	}
 }

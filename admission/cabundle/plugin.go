@@ -1,0 +1,92 @@
+package cabundle
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/kubernetes/pkg/apis/admissionregistration"
+
+	"github.com/gatehouse-dev/gatehouse/webhooks"
+)
+
+// PluginName is the plugin's name in the admission chain.
+const PluginName = "GatehouseCABundleInjection"
+
+// Annotation asks for the injection; its only accepted value is "true".
+const Annotation = "gatehouse.dev/inject-ca-bundle"
+
+// Register registers the plugin, which injects ca (PEM).
+func Register(plugins *admission.Plugins, ca []byte) {
+	plugins.Register(PluginName, func(io.Reader) (admission.Interface, error) {
+		return NewPlugin(ca), nil
+	})
+}
+
+// Plugin injects the CA bundle.
+type Plugin struct {
+	*admission.Handler
+	ca []byte
+}
+
+var _ admission.MutationInterface = &Plugin{}
+
+// NewPlugin returns the plugin for ca (PEM).
+func NewPlugin(ca []byte) *Plugin {
+	return &Plugin{Handler: admission.NewHandler(admission.Create, admission.Update), ca: slices.Clone(ca)}
+}
+
+// Admit sets the caBundle of an annotated configuration's webhooks.
+func (p *Plugin) Admit(_ context.Context, a admission.Attributes, _ admission.ObjectInterfaces) error {
+	if a.GetSubresource() != "" || a.GetKind().Group != admissionregistration.GroupName {
+		return nil
+	}
+	var annotations map[string]string
+	var configs []*admissionregistration.WebhookClientConfig
+	switch obj := a.GetObject().(type) {
+	case *admissionregistration.ValidatingWebhookConfiguration:
+		annotations = obj.Annotations
+		for i := range obj.Webhooks {
+			configs = append(configs, &obj.Webhooks[i].ClientConfig)
+		}
+	case *admissionregistration.MutatingWebhookConfiguration:
+		annotations = obj.Annotations
+		for i := range obj.Webhooks {
+			configs = append(configs, &obj.Webhooks[i].ClientConfig)
+		}
+	default:
+		return nil
+	}
+	annotationsPath := field.NewPath("metadata", "annotations")
+	var errs field.ErrorList
+	if v, ok := annotations[webhooks.FaultAnnotation]; ok {
+		if _, err := webhooks.ParseFault(v); err != nil {
+			errs = append(errs, field.Invalid(annotationsPath.Key(webhooks.FaultAnnotation), v, err.Error()))
+		}
+	}
+	inject := false
+	if v, ok := annotations[Annotation]; ok {
+		if v == "true" {
+			inject = true
+		} else {
+			errs = append(errs, field.NotSupported(annotationsPath.Key(Annotation), v, []string{"true"}))
+		}
+	}
+	if len(errs) > 0 {
+		return apierrors.NewInvalid(a.GetKind().GroupKind(), a.GetName(), errs)
+	}
+	if !inject {
+		return nil
+	}
+	if len(p.ca) == 0 {
+		return apierrors.NewInternalError(fmt.Errorf("%s: no Gatehouse CA to inject", PluginName))
+	}
+	for _, c := range configs {
+		c.CABundle = slices.Clone(p.ca)
+	}
+	return nil
+}
