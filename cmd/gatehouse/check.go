@@ -17,12 +17,13 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/check"
 	"github.com/gatehouse-dev/gatehouse/offline"
+	"github.com/gatehouse-dev/gatehouse/webhooks"
 )
 
 func newCheckCommand() *cobra.Command {
 	var (
 		files, existing, nsLabels, apiserverArgs []string
-		policyDir, format                        string
+		policyDir, format, stubs                 string
 		showMutations                            bool
 		verbosity                                int
 	)
@@ -73,7 +74,7 @@ kinds, policies that do not load).`,
 			return runCheck(ctx, cmd, checkRun{
 				files: files, existing: existing, policies: policyDir, format: format,
 				opts:          check.Options{NamespaceLabels: labels, ShowMutations: showMutations},
-				apiserverArgs: apiserverArgs, verbosity: verbosity,
+				apiserverArgs: apiserverArgs, verbosity: verbosity, stubs: stubs,
 			})
 		},
 	}
@@ -85,6 +86,7 @@ kinds, policies that do not load).`,
 	cmd.Flags().StringVarP(&format, "output", "o", "table", "output format: "+strings.Join(check.Formats, ", "))
 	cmd.Flags().StringArrayVar(&apiserverArgs, "kube-apiserver-arg", nil, "extra kube-apiserver flag for the ephemeral control plane, as key=value (repeatable)")
 	cmd.Flags().IntVarP(&verbosity, "v", "v", 0, "log verbosity of the upstream components in the log file")
+	cmd.Flags().StringVar(&stubs, "stub-webhooks", "", "file of recorded webhook calls ('gatehouse webhook log -o json'): every webhook with a recorded call is answered with its last recorded answer instead of being called")
 	return cmd
 }
 
@@ -95,6 +97,7 @@ type checkRun struct {
 	opts            check.Options
 	apiserverArgs   []string
 	verbosity       int
+	stubs           string
 }
 
 func runCheck(ctx context.Context, cmd *cobra.Command, r checkRun) error {
@@ -109,7 +112,12 @@ func runCheck(ctx context.Context, cmd *cobra.Command, r checkRun) error {
 		}
 	}
 
-	session, _, err := startOffline(ctx, cmd.ErrOrStderr(), r.verbosity, r.apiserverArgs)
+	if r.stubs != "" {
+		if _, err := webhooks.ReadExchangesFile(r.stubs); err != nil {
+			return usageErrorf("--stub-webhooks: %v", err)
+		}
+	}
+	session, _, err := startOffline(ctx, cmd.ErrOrStderr(), r.verbosity, r.apiserverArgs, r.stubs)
 	if err != nil {
 		return err
 	}
@@ -171,7 +179,7 @@ func checkWith(ctx context.Context, cmd *cobra.Command, session *offline.Session
 // startOffline starts the ephemeral control plane, with the upstream
 // components' log in its directory and only Gatehouse's warnings on the
 // terminal.
-func startOffline(ctx context.Context, stderr io.Writer, verbosity int, apiserverArgs []string) (*offline.Session, string, error) {
+func startOffline(ctx context.Context, stderr io.Writer, verbosity int, apiserverArgs []string, stubs string) (*offline.Session, string, error) {
 	dir, err := os.MkdirTemp("", "gatehouse-offline-")
 	if err != nil {
 		return nil, "", fmt.Errorf("temporary directory: %w", err)
@@ -180,7 +188,7 @@ func startOffline(ctx context.Context, stderr io.Writer, verbosity int, apiserve
 	if err != nil {
 		return nil, "", err
 	}
-	session, err := offline.Start(ctx, offline.Options{Dir: dir, Logger: logger, APIServerArgs: apiserverArgs})
+	session, err := offline.Start(ctx, offline.Options{Dir: dir, Logger: logger, APIServerArgs: apiserverArgs, WebhookStubs: stubs})
 	if err != nil {
 		return nil, "", err
 	}

@@ -57,7 +57,7 @@ func newRootCommand() *cobra.Command {
 		return pprof.StartCPUProfile(f)
 	}
 
-	root.AddCommand(newUpCommand(), newNodeCommand(), newCheckCommand(), newTestCommand(), newTraceCommand(), newAuditCommand(), newKubeconfigCommand(), newImagesCommand(), newVersionCommand())
+	root.AddCommand(newUpCommand(), newNodeCommand(), newCheckCommand(), newTestCommand(), newTraceCommand(), newAuditCommand(), newWebhookCommand(), newKubeconfigCommand(), newImagesCommand(), newVersionCommand())
 	return root
 }
 

@@ -223,7 +223,7 @@ func runPolicyTestChild(cmd *cobra.Command, suite, run string) error {
 	if len(found.PolicyTests) != 1 {
 		return usageErrorf("%s: want one PolicyTest, found %d", suite, len(found.PolicyTests))
 	}
-	session, _, err := startOffline(cmd.Context(), cmd.ErrOrStderr(), 0, nil)
+	session, _, err := startOffline(cmd.Context(), cmd.ErrOrStderr(), 0, nil, "")
 	if err != nil {
 		return err
 	}

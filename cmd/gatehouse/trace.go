@@ -244,6 +244,14 @@ func writeTraceTable(out io.Writer, traces []*trace.Trace, allSteps bool, header
 				if p.Patch != nil {
 					why += " patch " + compactJSON(p.Patch)
 				}
+				if p.Exchange != 0 {
+					// The call in 'gatehouse webhook log'.
+					call := fmt.Sprintf("call %d, %s", p.Exchange, p.CallDuration.Round(time.Millisecond))
+					if p.Fault != "" {
+						call += ", fault " + p.Fault
+					}
+					why += " [" + call + "]"
+				}
 				fmt.Fprintf(&b, "        %-6s  %s %s  %s\n", p.Verdict, p.Kind, p.Name, oneLineText(why))
 			}
 			if s.Patch != nil && !slices.ContainsFunc(s.Policies, func(p trace.Policy) bool { return p.Patch != nil }) {
