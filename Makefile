@@ -15,7 +15,7 @@ LDFLAGS   := -X main.gatehouseVersion=$(VERSION) \
 	-X $(VERSION_PKG).gitTreeState=clean
 ARGS      ?=
 
-.PHONY: build run test test-unit test-e2e deps bench clean
+.PHONY: build run test test-unit test-e2e test-examples deps bench clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gatehouse
@@ -25,8 +25,12 @@ run: build
 
 # Installs what the tests need (as root, when missing), builds the binary
 # once, then runs unit and end-to-end tests against that binary.
-test: deps build
+test: deps build test-examples
 	GATEHOUSE_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 25m ./...
+
+# The examples are Go modules of their own: ./... above does not reach them.
+test-examples:
+	cd examples/webhook && $(GO) test -count=1 ./...
 
 test-unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)
