@@ -145,16 +145,6 @@ func (l *Log) List(f Filter, limit int) []*Exchange {
 	return out
 }
 
-// Get returns the exchange of id, if still kept.
-func (l *Log) Get(id uint64) *Exchange {
-	for _, e := range l.List(Filter{After: id - 1}, 0) {
-		if e.ID == id {
-			return e
-		}
-	}
-	return nil
-}
-
 // Follow returns a channel of the exchanges recorded from now on, and a
 // function that stops following.
 func (l *Log) Follow(buffer int) (<-chan *Exchange, func()) {

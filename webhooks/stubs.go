@@ -70,17 +70,6 @@ func NewStubs(exchanges []*Exchange) *Stubs {
 	return s
 }
 
-// Len is how many webhooks have an answer (by configuration and name).
-func (s *Stubs) Len() int {
-	n := 0
-	for k := range s.answers {
-		if strings.Contains(k, "/") {
-			n++
-		}
-	}
-	return n
-}
-
 // Answer is the stubbed answer to request for id's webhook, its uid
 // rewritten to the request's.
 func (s *Stubs) Answer(id Identity, request []byte) ([]byte, bool) {
