@@ -160,6 +160,12 @@ func (x *WebhookExplainer) mergeCalls(ctx context.Context, step *Step) {
 		if step.Verdict == VerdictAllow || step.Verdict == VerdictWarn {
 			step.Verdict = VerdictError
 		}
+		// Those that matched after them were never called.
+		for i := range step.Policies {
+			if p := &step.Policies[i]; p.Kind == KindWebhook && p.Exchange == 0 && p.Verdict == VerdictAllow {
+				p.Verdict, p.Reason = VerdictSkip, "not called: the request's deadline had passed"
+			}
+		}
 	}
 }
 

@@ -69,7 +69,11 @@ func TestMergeCallsPastTheDeadline(t *testing.T) {
 		{Configuration: "cfg", Webhook: "b", Duration: 2 * time.Second, Failed: true, TimedOut: true},
 		{Configuration: "cfg", Webhook: "c", Duration: time.Second, Failed: true, TimedOut: true},
 	}}
+	step.Policies = []Policy{{Kind: KindWebhook, Name: "d", Configuration: "cfg", Verdict: VerdictAllow, Reason: "called; allowed"}}
 	x.mergeCalls(ctx, step)
+	if p := step.Policies[0]; p.Verdict != VerdictSkip || !strings.Contains(p.Reason, "deadline") {
+		t.Errorf("a webhook after the deadline: %s %q, want skipped as not called", p.Verdict, p.Reason)
+	}
 	for _, want := range []string{"128162", "a 2s", "b 2s", "c 1s", "failurePolicy Ignore", "request did not complete"} {
 		if !strings.Contains(step.Message, want) {
 			t.Errorf("message %q lacks %q", step.Message, want)
