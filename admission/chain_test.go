@@ -29,7 +29,8 @@ func TestChainIsUpstreamOrder(t *testing.T) {
 	// Gatekeeper's mutators between MutatingAdmissionPolicy and the
 	// mutating webhooks, and constraints between ValidatingAdmissionPolicy
 	// and the validating webhooks.
-	want := []string{"MutatingAdmissionPolicy", "GatekeeperMutation", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "GatekeeperConstraints", "ValidatingAdmissionWebhook", "ResourceQuota"}
+	// The caBundle injection runs after Gatekeeper's mutators.
+	want := []string{"MutatingAdmissionPolicy", "GatekeeperMutation", "GatehouseCABundleInjection", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "GatekeeperConstraints", "ValidatingAdmissionWebhook", "ResourceQuota"}
 	last := -1
 	for _, name := range want {
 		i := slices.Index(order, name)
@@ -48,7 +49,7 @@ func TestEnabledByDefault(t *testing.T) {
 	for _, name := range []string{
 		"NamespaceLifecycle", "LimitRanger", "ServiceAccount", "NodeRestriction", "PodSecurity",
 		"MutatingAdmissionPolicy", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota",
-		"GatekeeperConstraints", "GatekeeperMutation",
+		"GatekeeperConstraints", "GatekeeperMutation", "GatehouseCABundleInjection",
 	} {
 		if !slices.Contains(on, name) {
 			t.Errorf("%s is not enabled by default; enabled: %v", name, on)
