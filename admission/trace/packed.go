@@ -28,7 +28,7 @@ type packedStep struct {
 const (
 	phaseMutating uint8 = iota
 	phaseValidating
-	phaseOther // then the step is rich
+	phaseOther            // then the step is rich
 	reinvocationBit uint8 = 0x80
 )
 
