@@ -21,9 +21,16 @@ with_gatehouse() {
 	local pid=$!
 	for _ in $(seq 1 600); do grep -q ready "$dir/stdout" 2>/dev/null && break; sleep 0.1; done
 	if ! grep -q ready "$dir/stdout"; then cat "$dir/stderr"; kill $pid; return 1; fi
+	local before; before=$(cpu_seconds $pid)
 	"$@" --kubeconfig "$dir/kubeconfig" || true
+	echo "server CPU during the run: $(awk -v a="$before" -v b="$(cpu_seconds $pid)" 'BEGIN {printf "%.1f s", b-a}')"
 	kill $pid; wait $pid 2>/dev/null || true
 	rm -rf "$dir"
+}
+
+# cpu_seconds PID: user+system CPU the process used so far.
+cpu_seconds() {
+	awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"
 }
 
 # with_node RUNTIME -- CMD...: runs CMD against a fresh control plane with
