@@ -58,6 +58,11 @@ func ensureNodeServices(ctx context.Context, admin *rest.Config, serviceCIDR str
 	}
 	// kube-system is made by the API server's system namespaces
 	// controller, which may not have run yet.
+	// An existing one is left as it is: creating it again would fail on
+	// its address (already allocated) before the name.
+	if _, err := client.CoreV1().Services(svc.Namespace).Get(ctx, svc.Name, metav1.GetOptions{}); err == nil {
+		return nil
+	}
 	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		_, err := client.CoreV1().Services(svc.Namespace).Create(ctx, svc, metav1.CreateOptions{})
 		switch {
