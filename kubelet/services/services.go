@@ -217,13 +217,16 @@ func (s *Services) trigger() {
 	}
 }
 
-// loop syncs after changes, at most every MinSyncInterval, every
-// ResyncInterval anyway, and again after a failure.
+// loop syncs after changes, every ResyncInterval anyway, and again after
+// a failure. Like kube-proxy's runner it allows a burst of two syncs, then
+// one per MinSyncInterval: a new Service and its EndpointSlice, which come
+// a few milliseconds apart, are routed without waiting out the interval.
 func (s *Services) loop(ctx context.Context) {
 	resync := time.NewTicker(s.cfg.ResyncInterval)
 	defer resync.Stop()
 	var retry <-chan time.Time
-	last := time.Now()
+	// The times of the last two syncs, older first.
+	recent := [2]time.Time{time.Now(), time.Now()}
 	for {
 		force := false
 		select {
@@ -235,7 +238,7 @@ func (s *Services) loop(ctx context.Context) {
 		case <-retry:
 			force = true
 		}
-		if wait := s.cfg.MinSyncInterval - time.Since(last); wait > 0 {
+		if wait := s.cfg.MinSyncInterval - time.Since(recent[0]); wait > 0 {
 			select {
 			case <-ctx.Done():
 				return
@@ -250,7 +253,7 @@ func (s *Services) loop(ctx context.Context) {
 		if force {
 			s.lastScript = ""
 		}
-		last = time.Now()
+		recent = [2]time.Time{recent[1], time.Now()}
 		retry = nil
 		if err := s.sync(ctx); err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Error("services: sync failed; retrying", "in", retryInterval, "err", err)
