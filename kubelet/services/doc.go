@@ -2,8 +2,8 @@
 // what kube-proxy and CoreDNS do in a kubeadm cluster, built into the node
 // agent. It watches Services, EndpointSlices and ServiceCIDRs with the
 // node's identity (the control plane binds system:node-proxier to
-// system:nodes for that), and at every change, coalesced and at most every
-// MinSyncInterval,
+// system:nodes for that), and at every change, coalesced (a burst of two
+// syncs, then one per MinSyncInterval),
 //
 //   - replaces the node's nftables table (package proxy) in one transaction,
 //     with the cluster DNS Service (kube-system/kube-dns, selectorless) routed
