@@ -3,12 +3,13 @@
 //
 //   - the time from creating a Service to the first successful HTTP answer
 //     through its ClusterIP, from the host (p50/p90 over --services runs);
+//
 //   - DNS query latency, from the host, through the cluster DNS Service
 //     (10.96.0.10, DNATed to the node's server) and against the server on
 //     the bridge address alone (p50/p90/p99 over --queries queries, a new
 //     socket each, as a resolver does).
 //
-//	go run ./bench/services --kubeconfig ~/.gatehouse/kubeconfig --services 20 --queries 2000
+//     go run ./bench/services --kubeconfig ~/.gatehouse/kubeconfig --services 20 --queries 2000
 //
 // It runs a busybox httpd pod in namespace bench-services and deletes the
 // namespace at the end.
