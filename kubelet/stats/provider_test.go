@@ -2,6 +2,7 @@ package stats
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	statsapi "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
 	"github.com/gatehouse-dev/gatehouse/kubelet/simulated"
 )
@@ -147,6 +149,22 @@ func TestResourceMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("/metrics/resource lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestSummaryHandler(t *testing.T) {
+	rt, _ := newRuntime(t)
+	h := New(Options{NodeName: "n1", Runtime: rt, Images: rt, FsPath: t.TempDir()}).SummaryHandler()
+	for query, wantFs := range map[string]bool{"": true, "?only_cpu_and_memory=true": false} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/stats/summary"+query, nil))
+		var s statsapi.Summary
+		if err := json.Unmarshal(rec.Body.Bytes(), &s); err != nil || rec.Header().Get("Content-Type") != "application/json" {
+			t.Fatalf("summary%s: %v %q", query, err, rec.Body.String())
+		}
+		if (s.Node.Fs != nil) != wantFs || s.Node.Memory == nil || len(s.Pods) != 1 {
+			t.Errorf("summary%s: node fs %v, memory %v, %d pods; want fs %v", query, s.Node.Fs, s.Node.Memory, len(s.Pods), wantFs)
 		}
 	}
 }
