@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
@@ -298,8 +299,22 @@ func TestNodeStreamingSimulated(t *testing.T) {
 	})
 
 	t.Run("kubectl top shows the simulated figures", func(t *testing.T) {
-		// Each simulated container: 1m of CPU, 2 MiB of working set.
-		inst.waitTop(t, regexp.MustCompile(`(?m)^sim\s+1m\s+2Mi\s*$`), "pod", "-l", "app=sim")
+		// Each simulated container: 1m of CPU, 2 MiB of working set. The
+		// rate's window is from millisecond timestamps (as metrics-server's)
+		// and kubectl rounds up, so a hair over 1m shows as 2m.
+		inst.waitTop(t, regexp.MustCompile(`(?m)^sim\s+[12]m\s+2Mi\s*$`), "pod", "-l", "app=sim")
+		raw := inst.mustKubectlIn(t, "", "get", "--raw", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/sim")
+		var pm struct {
+			Window     string
+			Containers []struct{ Usage map[string]resource.Quantity }
+		}
+		if err := json.Unmarshal([]byte(raw), &pm); err != nil || len(pm.Containers) != 1 {
+			t.Fatalf("PodMetrics sim: %v\n%s", err, raw)
+		}
+		cpu, mem := pm.Containers[0].Usage["cpu"], pm.Containers[0].Usage["memory"]
+		if n := cpu.ScaledValue(resource.Nano); n < 900_000 || n > 1_100_000 || mem.Value() != 2<<20 {
+			t.Errorf("PodMetrics sim: cpu %s memory %s, want about 1m and 2Mi", cpu.String(), mem.String())
+		}
 		inst.waitTop(t, regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(inst.nodeName(t))+`\s+\d+m\s+\d+%\s+\d+Mi\s+\d+%\s*$`), "node")
 	})
 }
