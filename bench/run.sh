@@ -2,11 +2,11 @@
 # Runs the control-plane benchmarks against the built binary and prints the
 # figures recorded in bench/README.md.
 #   make bench                 # everything
-#   bench/run.sh startup       # one part: startup | podcreate | constraints | offline | trace | node
+#   bench/run.sh startup       # one part: startup | podcreate | constraints | offline | trace | node | services
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${GATEHOUSE_BIN:-bin/gatehouse}
-parts=${*:-startup podcreate constraints offline trace node}
+parts=${*:-startup podcreate constraints offline trace node services}
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -21,9 +21,16 @@ with_gatehouse() {
 	local pid=$!
 	for _ in $(seq 1 600); do grep -q ready "$dir/stdout" 2>/dev/null && break; sleep 0.1; done
 	if ! grep -q ready "$dir/stdout"; then cat "$dir/stderr"; kill $pid; return 1; fi
+	local before; before=$(cpu_seconds $pid)
 	"$@" --kubeconfig "$dir/kubeconfig" || true
+	echo "server CPU during the run: $(awk -v a="$before" -v b="$(cpu_seconds $pid)" 'BEGIN {printf "%.1f s", b-a}')"
 	kill $pid; wait $pid 2>/dev/null || true
 	rm -rf "$dir"
+}
+
+# cpu_seconds PID: user+system CPU the process used so far.
+cpu_seconds() {
+	awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"
 }
 
 # with_node RUNTIME -- CMD...: runs CMD against a fresh control plane with
@@ -105,6 +112,10 @@ for part in $parts; do
 		echo "== 1,000 pods to Running on the simulated runtime"
 		with_node simulated -- go run ./bench/podstart --pods 1000 --runs 1 --image busybox
 		;;
-	*) echo "unknown part $part (startup, podcreate, constraints, offline, trace, node)" >&2; exit 2 ;;
+	services)
+		echo "== Service created to first HTTP answer through its ClusterIP; DNS query latency through kube-dns and against the node's server"
+		with_node auto -- go run ./bench/services --services ${SERVICES_RUNS:-20} --queries ${DNS_QUERIES:-2000}
+		;;
+	*) echo "unknown part $part (startup, podcreate, constraints, offline, trace, node, services)" >&2; exit 2 ;;
 	esac
 done

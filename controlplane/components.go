@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/admission"
 	"github.com/gatehouse-dev/gatehouse/admission/trace"
 	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/controlplane/metricsapi"
 	"github.com/gatehouse-dev/gatehouse/controlplane/pki"
 	"github.com/gatehouse-dev/gatehouse/webhooks"
 )
@@ -122,6 +123,13 @@ func runAPIServerWithTrace(ctx context.Context, opts apiserveroptions.CompletedO
 	}
 	server, err := apiserverapp.CreateServerChain(completed)
 	if err != nil {
+		return err
+	}
+	// metrics.k8s.io served in-process (package metricsapi says why).
+	if err := metricsapi.Install(server.GenericAPIServer, metricsapi.Config{
+		Informers: config.KubeAPIs.ControlPlane.Extra.VersionedInformers,
+		Kubelet:   config.KubeAPIs.Extra.KubeletClientConfig,
+	}); err != nil {
 		return err
 	}
 	if rec != nil {

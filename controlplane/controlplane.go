@@ -263,6 +263,9 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 		ok = true
 		return cp, nil
 	}
+	if err := ensureNodeServices(ctx, admin, cfg.ServiceCIDR); err != nil {
+		return nil, fmt.Errorf("node services: %w", err)
+	}
 	runCM, err := runControllerManager(ctrlCtx, controllerManagerFlags(cfg, bundle, cmKubeconfig), cfg.KubeControllerManagerArgs)
 	if err != nil {
 		return nil, err

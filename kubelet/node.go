@@ -45,7 +45,20 @@ func (a *Agent) registerNode(ctx context.Context) error {
 	default:
 		return fmt.Errorf("registering node %s: %w", a.cfg.NodeName, err)
 	}
-	if err := a.postNodeStatus(ctx, node); err != nil {
+	// As upstream's updateNodeStatus: up to five tries, each on a fresh
+	// Node, since the controller-manager writes it too while it starts (pod
+	// CIDR, the not-ready taint), and a stale object is refused (conflict,
+	// or NodeRestriction's "not allowed to modify taints").
+	for try := 1; ; try++ {
+		err = a.postNodeStatus(ctx, node)
+		if err == nil || try == 5 || ctx.Err() != nil {
+			break
+		}
+		if node, err = a.client.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metav1.GetOptions{}); err != nil {
+			return fmt.Errorf("node %s: %w", a.cfg.NodeName, err)
+		}
+	}
+	if err != nil {
 		return err
 	}
 	return a.renewLease(ctx, node)

@@ -84,6 +84,8 @@ func (s *server) run(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", s.containerLogs)
+	s.routeStreaming(mux)
+	s.routeStats(mux)
 	srv := &http.Server{
 		Handler: s.authenticated(mux),
 		TLSConfig: &tls.Config{

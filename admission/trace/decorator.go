@@ -3,6 +3,7 @@ package trace
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,7 +34,7 @@ func Decorator(explainers map[string]Explainer, patched map[string]Changes) admi
 type Changes func(a admission.Attributes, o admission.ObjectInterfaces) bool
 
 func decorate(handler admission.Interface, name string, explainer Explainer, patched Changes) admission.Interface {
-	base := plugin{Interface: handler, name: name, explainer: explainer, patched: patched}
+	base := plugin{Interface: handler, name: name, index: pluginIndex(name), explainer: explainer, patched: patched}
 	mut, isMut := handler.(admission.MutationInterface)
 	val, isVal := handler.(admission.ValidationInterface)
 	// The wrapper implements exactly the interfaces of the plugin: the
@@ -52,6 +53,7 @@ func decorate(handler admission.Interface, name string, explainer Explainer, pat
 type plugin struct {
 	admission.Interface
 	name      string
+	index     uint16 // in pluginNames
 	explainer Explainer
 	patched   Changes
 }
@@ -105,8 +107,7 @@ func record(ctx context.Context, p plugin, phase string, a admission.Attributes,
 	if t == nil {
 		return call(ctx, a)
 	}
-	rec := &stepWarnings{ctx: ctx}
-	policies := &policyCollector{}
+	calls, callCtx := t.scratch(ctx)
 	// Only the plugins that report through annotations get attributes
 	// that keep them.
 	var annotated *annotatedAttributes
@@ -120,8 +121,8 @@ func record(ctx context.Context, p plugin, phase string, a admission.Attributes,
 		before = a.GetObject().DeepCopyObject()
 	}
 	start := time.Now()
-	err := call(context.WithValue(warning.WithWarningRecorder(ctx, rec), policiesKey{}, policies), attrs)
-	step := Step{Plugin: name, Phase: phase, Verdict: VerdictAllow, Duration: time.Since(start), Warnings: rec.list(), Policies: policies.policies, calls: policies.calls}
+	err := call(callCtx, attrs)
+	step := Step{Plugin: name, Phase: phase, Verdict: VerdictAllow, Duration: time.Since(start), Warnings: calls.warnings.take(), Policies: calls.policies.take(), calls: calls.policies.takeCalls()}
 	if rc := a.GetReinvocationContext(); phase == "mutating" && rc != nil && rc.IsReinvoke() {
 		step.Reinvocation = true
 	}
@@ -161,10 +162,14 @@ func record(ctx context.Context, p plugin, phase string, a admission.Attributes,
 		}
 	}
 	if p.explainer != nil {
-		p.explainer.Explain(ctx, a, o, &step)
+		// A copy of its own, so that the step of the plugins without an
+		// explainer stays on the stack.
+		explained := step
+		p.explainer.Explain(ctx, a, o, &explained)
+		step = explained
 	}
 	step.calls = nil
-	t.addStep(step, a)
+	t.addStep(step, p.index, a)
 	return err
 }
 
@@ -193,8 +198,15 @@ func (w *stepWarnings) AddWarning(agent, text string) {
 	warning.AddWarning(w.ctx, agent, text)
 }
 
-func (w *stepWarnings) list() []string {
+// take returns the warnings caught and empties the list.
+func (w *stepWarnings) take() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.items
+	if len(w.items) == 0 {
+		return nil
+	}
+	out := slices.Clone(w.items)
+	clear(w.items)
+	w.items = w.items[:0]
+	return out
 }

@@ -78,7 +78,7 @@ func TestDecoratorRecordsPatchAndAnnotations(t *testing.T) {
 	if err := plugin.(admission.MutationInterface).Admit(WithTrace(context.Background(), tr), attrs, nil); err != nil {
 		t.Fatal(err)
 	}
-	step := tr.Steps[0]
+	step := tr.Copy().Steps[0]
 	if want := `[{"op":"add","path":"/metadata/labels","value":{"injected":"yes"}}]`; string(step.Patch) != want {
 		t.Errorf("patch = %s, want %s", step.Patch, want)
 	}

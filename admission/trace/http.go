@@ -3,7 +3,6 @@ package trace
 import (
 	"encoding/json"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -45,9 +44,6 @@ func Record(next http.Handler, rec *Recorder) http.Handler {
 			Time: time.Now(), Verb: info.Verb, Group: info.APIGroup, Version: info.APIVersion,
 			Resource: info.Resource, Subresource: info.Subresource, Namespace: info.Namespace, Name: info.Name,
 			Tag: req.Header.Get(TagHeader),
-			// About as many steps as the chain has plugins that handle a
-			// write: grown once at most.
-			Steps: make([]Step, 0, 32),
 		}
 		if u, ok := genericapirequest.UserFrom(req.Context()); ok {
 			t.User, t.Groups = u.GetName(), u.GetGroups()
@@ -57,11 +53,10 @@ func Record(next http.Handler, rec *Recorder) http.Handler {
 		// CloseNotifier and Hijacker: exec, attach and port-forward (writes
 		// to pods' subresources) upgrade the connection through it.
 		next.ServeHTTP(responsewriter.WrapForHTTP1Or2(sw), req.WithContext(WithTrace(req.Context(), t)))
+		t.releaseScratch()
 		t.mu.Lock()
-		steps := len(t.Steps)
+		steps := len(t.packed)
 		t.Code, t.Duration = sw.code, time.Since(t.Time)
-		// Kept for a while in the ring: no spare capacity.
-		t.Steps = slices.Clone(t.Steps)
 		switch {
 		case sw.code < 300:
 			t.Outcome = OutcomeAllowed

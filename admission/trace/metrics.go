@@ -28,14 +28,40 @@ func ensureMetricsRegistered() {
 	registerMetrics.Do(func() { legacyregistry.MustRegister(policyDecisions) })
 }
 
+// decisionKey is one series of policyDecisions.
+type decisionKey struct{ plugin, kind, name, binding, verdict string }
+
+// decisionCounters caches each series' counter: a request reports every
+// constraint and binding, and the vector's own look-up hashes its five
+// label values each time. Series are never deleted from the vector, so a
+// cached counter stays the one it serves.
+var decisionCounters = struct {
+	sync.RWMutex
+	m map[decisionKey]metrics.CounterMetric
+}{m: map[decisionKey]metrics.CounterMetric{}}
+
+func decisionCounter(key decisionKey) metrics.CounterMetric {
+	decisionCounters.RLock()
+	c, ok := decisionCounters.m[key]
+	decisionCounters.RUnlock()
+	if ok {
+		return c
+	}
+	c = policyDecisions.WithLabelValues(key.plugin, key.kind, key.name, key.binding, key.verdict)
+	decisionCounters.Lock()
+	decisionCounters.m[key] = c
+	decisionCounters.Unlock()
+	return c
+}
+
 // observe counts the decisions of a closed trace.
 func observe(t *Trace) {
-	for _, s := range t.Steps {
+	for _, s := range t.richSteps() {
 		for _, p := range s.Policies {
 			if p.Kind == KindWarning || p.Name == "" {
 				continue // words that name no policy
 			}
-			policyDecisions.WithLabelValues(s.Plugin, p.Kind, p.Name, p.Binding, p.Verdict).Inc()
+			decisionCounter(decisionKey{s.Plugin, p.Kind, p.Name, p.Binding, p.Verdict}).Inc()
 		}
 	}
 }

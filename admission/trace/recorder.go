@@ -42,6 +42,9 @@ func NewRecorder(capacity int) *Recorder {
 
 // Add records a closed trace, giving it the next ID.
 func (r *Recorder) Add(t *Trace) {
+	t.mu.Lock()
+	t.packSteps()
+	t.mu.Unlock()
 	observe(t)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -93,12 +96,9 @@ func (f Filter) Matches(t *Trace) bool {
 		return false
 	}
 	if f.Verdict != "" {
-		for _, s := range t.Steps {
-			if s.Verdict == f.Verdict {
-				return true
-			}
-		}
-		return false
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return t.hasVerdict(f.Verdict)
 	}
 	return true
 }

@@ -28,6 +28,7 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -67,6 +68,12 @@ type Trace struct {
 	Tag string `json:"tag,omitempty"`
 
 	mu sync.Mutex
+	// Recorded steps, kept packed (see packedStep); Steps is filled for
+	// readers by Copy.
+	packed []packedStep
+	rich   []Step
+	// calls is what the plugin call under way reports into.
+	calls *callScratch
 }
 
 // Step is one admission plugin's call.
@@ -147,7 +154,10 @@ type WebhookCall struct {
 func AddWebhookCall(ctx context.Context, c WebhookCall) {
 	if col, ok := ctx.Value(policiesKey{}).(*policyCollector); ok {
 		col.mu.Lock()
-		col.calls = append(col.calls, c)
+		// As AddPolicy: only into the trace of ctx.
+		if col.scratch.owner != nil && col.scratch.owner == From(ctx) {
+			col.calls = append(col.calls, c)
+		}
 		col.mu.Unlock()
 	}
 }
@@ -168,9 +178,10 @@ type policiesKey struct{}
 
 // policyCollector gathers what one plugin call reports.
 type policyCollector struct {
-	mu       sync.Mutex
-	policies []Policy
-	calls    []WebhookCall
+	mu      sync.Mutex
+	items   []Policy
+	calls   []WebhookCall
+	scratch *callScratch
 }
 
 // AddPolicy reports what one policy did, into the step of the plugin call
@@ -179,9 +190,39 @@ type policyCollector struct {
 func AddPolicy(ctx context.Context, p Policy) {
 	if c, ok := ctx.Value(policiesKey{}).(*policyCollector); ok {
 		c.mu.Lock()
-		c.policies = append(c.policies, p)
+		// The collector is reused once its trace is closed: a plugin's
+		// goroutine that outlived its request must not report into
+		// another request's trace.
+		if c.scratch.owner != nil && c.scratch.owner == From(ctx) {
+			c.items = append(c.items, p)
+		}
 		c.mu.Unlock()
 	}
+}
+
+// take returns what was reported and empties the collector.
+func (c *policyCollector) take() []Policy {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.items) == 0 {
+		return nil
+	}
+	out := slices.Clone(c.items)
+	clear(c.items) // no references kept in the pooled scratch
+	c.items = c.items[:0]
+	return out
+}
+
+// takeCalls returns the webhook calls reported and empties the collector.
+func (c *policyCollector) takeCalls() []WebhookCall {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.calls) == 0 {
+		return nil
+	}
+	out := slices.Clone(c.calls)
+	c.calls = c.calls[:0]
+	return out
 }
 
 // Tracing reports whether the plugin call of ctx is traced.
@@ -219,10 +260,10 @@ func From(ctx context.Context) *Trace {
 // another, but a trace is read concurrently by the recorder's readers only
 // after it is closed, so the lock is for safety against plugins that run
 // asynchronously.
-func (t *Trace) addStep(s Step, a admission.Attributes) {
+func (t *Trace) addStep(s Step, plugin uint16, a admission.Attributes) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.Steps = append(t.Steps, s)
+	t.pack(s, plugin)
 	t.Admission += s.Duration
 	t.Operation, t.DryRun = string(a.GetOperation()), a.IsDryRun()
 	// A create's URL has no name (or only generateName); admission knows it.
@@ -244,8 +285,9 @@ func (t *Trace) Copy() *Trace {
 		Namespace: t.Namespace, Name: t.Name, Operation: t.Operation, DryRun: t.DryRun,
 		Outcome: t.Outcome, Code: t.Code, Message: t.Message, Admission: t.Admission, Duration: t.Duration, Tag: t.Tag,
 	}
-	c.Steps = make([]Step, len(t.Steps))
-	for i, s := range t.Steps {
+	steps := t.steps()
+	c.Steps = make([]Step, len(steps))
+	for i, s := range steps {
 		s.Warnings = append([]string(nil), s.Warnings...)
 		s.Policies = append([]Policy(nil), s.Policies...)
 		s.Annotations = maps.Clone(s.Annotations)

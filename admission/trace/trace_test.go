@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -67,13 +69,14 @@ func TestDecoratorRecordsStepsInOrder(t *testing.T) {
 	if len(sink.got) != 1 || sink.got[0] != "careful" {
 		t.Errorf("warnings reaching the request = %v, want the plugin's", sink.got)
 	}
-	if len(tr.Steps) != 2 {
-		t.Fatalf("steps = %+v, want 2", tr.Steps)
+	steps := tr.Copy().Steps
+	if len(steps) != 2 {
+		t.Fatalf("steps = %+v, want 2", steps)
 	}
-	if s := tr.Steps[0]; s.Plugin != "Mutator" || s.Phase != "mutating" || s.Verdict != VerdictWarn || len(s.Warnings) != 1 {
+	if s := steps[0]; s.Plugin != "Mutator" || s.Phase != "mutating" || s.Verdict != VerdictWarn || len(s.Warnings) != 1 {
 		t.Errorf("step 1 = %+v", s)
 	}
-	if s := tr.Steps[1]; s.Plugin != "Validator" || s.Phase != "validating" || s.Verdict != VerdictDeny || !strings.Contains(s.Message, "no") {
+	if s := steps[1]; s.Plugin != "Validator" || s.Phase != "validating" || s.Verdict != VerdictDeny || !strings.Contains(s.Message, "no") {
 		t.Errorf("step 2 = %+v", s)
 	}
 	if tr.Operation != "CREATE" || !tr.DryRun || !strings.Contains(tr.Message, "no") {
@@ -230,5 +233,48 @@ func TestRecordKeepsHijacker(t *testing.T) {
 	resp.Body.Close()
 	if !hijackable {
 		t.Error("the writer behind the trace filter is not a Hijacker (HTTP/1.1)")
+	}
+}
+
+// TestPackedStepsReadBack: steps kept packed in the ring read back as they
+// were recorded, whether they only allowed or said more.
+func TestPackedStepsReadBack(t *testing.T) {
+	want := []Step{
+		{Plugin: "NamespaceLifecycle", Phase: "mutating", Verdict: VerdictAllow, Duration: 3},
+		{Plugin: "MutatingAdmissionWebhook", Phase: "mutating", Reinvocation: true, Verdict: VerdictAllow, Duration: 5},
+		{Plugin: "PodSecurity", Phase: "validating", Verdict: VerdictWarn, Warnings: []string{"w"}, Duration: 7},
+		{Plugin: "GatekeeperConstraints", Phase: "validating", Verdict: VerdictAllow, Policies: []Policy{{Kind: "K", Name: "c", Verdict: VerdictSkip, Reason: "r"}}},
+		{Plugin: "Odd", Phase: "elsewhere", Verdict: "unheard-of"},
+		{Plugin: "ValidatingAdmissionPolicy", Phase: "validating", Verdict: VerdictDeny, Message: "no", Duration: 11},
+	}
+	rec := NewRecorder(4)
+	rec.Add(&Trace{Name: "x", Steps: slices.Clone(want)})
+	got := rec.List(Filter{}, 0)[0]
+	if got.Steps != nil || len(got.packed) != len(want) || len(got.rich) != 4 {
+		t.Errorf("kept %d steps whole and %d packed (Steps %v), want the 4 that say more whole", len(got.rich), len(got.packed), got.Steps)
+	}
+	if read := got.Copy().Steps; !reflect.DeepEqual(read, want) {
+		t.Errorf("read back\n%+v\nwant\n%+v", read, want)
+	}
+	for verdict, match := range map[string]bool{VerdictDeny: true, VerdictWarn: true, "unheard-of": true, VerdictError: false} {
+		if rec.List(Filter{Verdict: verdict}, 0) == nil == match {
+			t.Errorf("filter verdict %s matched: %v, want %v", verdict, !match, match)
+		}
+	}
+}
+
+// TestScratchNotSharedAcrossTraces: a plugin goroutine that reports after
+// its request was answered reaches neither its trace nor the next one that
+// reuses the pooled scratch.
+func TestScratchNotSharedAcrossTraces(t *testing.T) {
+	first := &Trace{}
+	_, stale := first.scratch(WithTrace(context.Background(), first))
+	first.releaseScratch()
+	second := &Trace{}
+	sc, ctx := second.scratch(WithTrace(context.Background(), second))
+	AddPolicy(stale, Policy{Name: "late"})
+	AddPolicy(ctx, Policy{Name: "on time"})
+	if got := sc.policies.take(); len(got) != 1 || got[0].Name != "on time" {
+		t.Errorf("second trace's call got %+v, want only its own policy", got)
 	}
 }

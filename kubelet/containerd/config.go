@@ -169,6 +169,11 @@ func (c *Config) containerdConfig() string {
 	// Network namespaces as bind mounts under our state dir, not
 	// /var/run/netns, so nothing of ours lands outside the data dir.
 	w("    netns_mounts_under_state_dir = true")
+	// exec, attach and port-forward streams: on loopback only (the node
+	// agent proxies them, as upstream's kubelet does), on a port the
+	// kernel picks so that several containerds can run on one host.
+	w("    stream_server_address = \"127.0.0.1\"")
+	w("    stream_server_port = \"0\"")
 	if c.apparmorUnusable() {
 		// AppArmor is on but containerd could not load its default
 		// profile without apparmor_parser.

@@ -73,6 +73,8 @@ func TestRenderedConfigs(t *testing.T) {
 		`address = "/var/lib/gate \"house\"/containerd/containerd.sock"`,
 		`sandbox_image = "gatehouse.dev/pause:1"`,
 		"restrict_oom_score_adj = true",
+		`stream_server_address = "127.0.0.1"`,
+		`stream_server_port = "0"`,
 		`snapshotter = "overlayfs"`,
 		"SystemdCgroup = false",
 		`bin_dir = "/usr/lib/cni"`,

@@ -40,6 +40,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/kubelet"
 	"github.com/gatehouse-dev/gatehouse/kubelet/containerd"
 	"github.com/gatehouse-dev/gatehouse/kubelet/images"
+	"github.com/gatehouse-dev/gatehouse/kubelet/services"
 	"github.com/gatehouse-dev/gatehouse/kubelet/simulated"
 )
 
@@ -70,6 +71,7 @@ type Node struct {
 	RuntimeName string
 	agent       *kubelet.Agent
 	containerd  *containerd.Process
+	services    *services.Services
 	done        chan struct{}
 	err         error
 }
@@ -139,18 +141,34 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		sim := simulated.New(simulated.Options{PodCIDR: podCIDR})
 		runtime, imageService, n.RuntimeName = sim, sim, "simulated"
 	}
+	// Services and cluster DNS only on the network Gatehouse made (its
+	// containerd's bridge): the simulated runtime has none, and another
+	// runtime's CNI is not known.
+	if n.containerd != nil {
+		n.services, err = services.Start(ctx, services.Config{NodeName: opts.Name, Client: opts.Client, PodCIDR: podCIDR,
+			StateDir: filepath.Join(opts.DataDir, "services"), Logger: opts.Logger})
+		if err != nil {
+			opts.Logger.Warn("Services are not routed on this node", "err", err)
+			if opts.Notice != nil {
+				opts.Notice(fmt.Sprintf("node services: not routed, no cluster DNS: %v", err))
+			}
+		}
+	}
 	n.agent, err = kubelet.New(kubelet.Config{
 		NodeName: opts.Name, Client: opts.Client, Runtime: runtime, Images: imageService,
 		DataDir: filepath.Join(opts.DataDir, "kubelet"), PodCIDR: podCIDR, NodeIP: opts.NodeIP,
 		Server: opts.Server, Version: opts.Version, Logger: opts.Logger, MaxPods: opts.MaxPods,
+		ClusterDNS: n.services.ClusterDNS(),
 	})
 	if err != nil {
+		n.stopServices(opts.Logger)
 		n.stopContainerd()
 		return nil, err
 	}
 	go func() {
 		defer close(n.done)
 		n.err = n.agent.Run(ctx)
+		n.stopServices(opts.Logger)
 		n.stopContainerd()
 	}()
 	return n, nil
@@ -167,6 +185,14 @@ func (n *Node) Done() <-chan struct{} { return n.done }
 func (n *Node) Wait() error {
 	<-n.done
 	return n.err
+}
+
+// stopServices deletes the node's Service rules and restores the kernel
+// settings they needed.
+func (n *Node) stopServices(logger *slog.Logger) {
+	if err := n.services.Stop(); err != nil {
+		logger.Error("stopping node services", "err", err)
+	}
 }
 
 func (n *Node) stopContainerd() {
