@@ -57,7 +57,8 @@ func decisionCounter(key decisionKey) metrics.CounterMetric {
 // observe counts the decisions of a closed trace.
 func observe(t *Trace) {
 	for _, s := range t.richSteps() {
-		for _, p := range s.Policies {
+		for i := range s.policyCount() {
+			p := s.policy(i)
 			if p.Kind == KindWarning || p.Name == "" {
 				continue // words that name no policy
 			}

@@ -108,6 +108,9 @@ func (t *Trace) pack(s Step, plugin uint16) {
 	}
 	p.verdict = verdictCode(s.Verdict)
 	if s.says() || p.phase&^reinvocationBit == phaseOther || p.verdict == codeOther {
+		if len(s.Policies) > 0 {
+			s.packedPolicies, s.Policies = packPolicies(s.Policies)
+		}
 		p.rich = int32(len(t.rich))
 		t.rich = append(t.rich, s)
 	}
@@ -140,7 +143,7 @@ func (t *Trace) steps() []Step {
 	out := make([]Step, len(t.packed))
 	for i, p := range t.packed {
 		if p.rich >= 0 {
-			out[i] = t.rich[p.rich]
+			out[i] = t.rich[p.rich].unpackPolicies()
 			continue
 		}
 		s := Step{Plugin: pluginName(p.plugin), Phase: "mutating", Reinvocation: p.phase&reinvocationBit != 0, Verdict: verdictNames[p.verdict], Duration: p.duration}
@@ -172,6 +175,78 @@ func (t *Trace) richSteps() []Step {
 		return t.Steps
 	}
 	return t.rich
+}
+
+// A constraint plugin reports every constraint of every request, most of
+// them skipped or allowed: such a policy (kind, name, verdict, a reason,
+// nothing else) is kept as a packedPolicy, a third of a Policy; a policy
+// that says more is kept whole in the step's Policies, at index full.
+type packedPolicy struct {
+	kind, name, reason string
+	full               int32 // index in Step.Policies, or -1
+	verdict            uint8
+}
+
+// packable reports whether p says no more than a packedPolicy keeps
+// (TestPackablePolicy fails when Policy gains a field not checked here).
+func (p *Policy) packable() bool {
+	_, known := policyVerdicts[p.Verdict]
+	return known && p.Binding == "" && p.Configuration == "" && p.Message == "" && p.Expression == "" &&
+		p.ExpressionIndex == nil && p.Patch == nil && p.Exchange == 0 && p.Fault == "" && p.CallDuration == 0 && !p.Stubbed
+}
+
+// policyVerdicts are the verdicts a packedPolicy keeps, by code.
+var policyVerdicts = map[string]uint8{VerdictSkip: 0, VerdictAllow: 1, VerdictWarn: 2, VerdictDeny: 3, VerdictDryRun: 4, VerdictPatch: 5, VerdictAudit: 6, VerdictFailedOpen: 7, VerdictError: 8}
+var policyVerdictNames = [...]string{VerdictSkip, VerdictAllow, VerdictWarn, VerdictDeny, VerdictDryRun, VerdictPatch, VerdictAudit, VerdictFailedOpen, VerdictError}
+
+// packPolicies copies policies into their kept form: all of them packed,
+// and those that say more also whole.
+func packPolicies(policies []Policy) ([]packedPolicy, []Policy) {
+	packed := make([]packedPolicy, len(policies))
+	var whole []Policy
+	for i := range policies {
+		p := &policies[i]
+		if p.packable() {
+			packed[i] = packedPolicy{kind: p.Kind, name: p.Name, reason: p.Reason, full: -1, verdict: policyVerdicts[p.Verdict]}
+			continue
+		}
+		packed[i] = packedPolicy{full: int32(len(whole))}
+		whole = append(whole, *p)
+	}
+	return packed, whole
+}
+
+// policy returns the i-th policy of s, packed or not.
+func (s *Step) policy(i int) Policy {
+	if s.packedPolicies == nil {
+		return s.Policies[i]
+	}
+	pp := s.packedPolicies[i]
+	if pp.full >= 0 {
+		return s.Policies[pp.full]
+	}
+	return Policy{Kind: pp.kind, Name: pp.name, Verdict: policyVerdictNames[pp.verdict], Reason: pp.reason}
+}
+
+// policyCount is how many policies s has, packed or not.
+func (s *Step) policyCount() int {
+	if s.packedPolicies != nil {
+		return len(s.packedPolicies)
+	}
+	return len(s.Policies)
+}
+
+// unpackPolicies returns s with its Policies whole again.
+func (s Step) unpackPolicies() Step {
+	if s.packedPolicies == nil {
+		return s
+	}
+	policies := make([]Policy, len(s.packedPolicies))
+	for i := range policies {
+		policies[i] = s.policy(i)
+	}
+	s.Policies, s.packedPolicies = policies, nil
+	return s
 }
 
 // callScratch is what one trace's plugin calls report into: the warnings

@@ -102,6 +102,8 @@ type Step struct {
 
 	// calls are the webhook calls of the step, for its explainer.
 	calls []WebhookCall
+	// packedPolicies are Policies as the ring keeps them (see packPolicies).
+	packedPolicies []packedPolicy
 }
 
 // Policy is one policy a plugin considered for a request: an admission
@@ -200,15 +202,16 @@ func AddPolicy(ctx context.Context, p Policy) {
 	}
 }
 
-// take returns what was reported and empties the collector.
+// take returns what was reported and empties the collector. The slice is
+// the collector's own buffer, valid until the trace's next plugin call:
+// the step it goes into is packed (its policies copied out) before that.
 func (c *policyCollector) take() []Policy {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.items) == 0 {
 		return nil
 	}
-	out := slices.Clone(c.items)
-	clear(c.items) // no references kept in the pooled scratch
+	out := c.items
 	c.items = c.items[:0]
 	return out
 }

@@ -278,3 +278,66 @@ func TestScratchNotSharedAcrossTraces(t *testing.T) {
 		t.Errorf("second trace's call got %+v, want only its own policy", got)
 	}
 }
+
+// TestPackablePolicy: a policy with any field beyond kind, name, verdict
+// and reason is kept whole. It fails when Policy gains a field packable
+// does not check.
+func TestPackablePolicy(t *testing.T) {
+	base := Policy{Kind: "K", Name: "n", Verdict: VerdictSkip, Reason: "r"}
+	if !base.packable() {
+		t.Fatal("a policy with only kind, name, verdict and reason is not packable")
+	}
+	typ := reflect.TypeOf(base)
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		switch f.Name {
+		case "Kind", "Name", "Verdict", "Reason":
+			continue
+		}
+		p := base
+		v := reflect.ValueOf(&p).Elem().Field(i)
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString("x")
+		case reflect.Bool:
+			v.SetBool(true)
+		case reflect.Int64, reflect.Int:
+			v.SetInt(1)
+		case reflect.Uint64:
+			v.SetUint(1)
+		case reflect.Pointer:
+			v.Set(reflect.New(f.Type.Elem()))
+		case reflect.Slice:
+			v.Set(reflect.MakeSlice(f.Type, 1, 1))
+		default:
+			t.Fatalf("field %s of kind %s: teach this test and packable about it", f.Name, v.Kind())
+		}
+		if p.packable() {
+			t.Errorf("a policy with %s set is packed, losing it", f.Name)
+		}
+	}
+	if p := (Policy{Verdict: "unheard-of"}); p.packable() {
+		t.Error("a policy with an unknown verdict is packed")
+	}
+}
+
+// TestPackedPoliciesReadBack: packed and whole policies read back in
+// their order.
+func TestPackedPoliciesReadBack(t *testing.T) {
+	idx := 2
+	want := []Policy{
+		{Kind: "K8sRequiredLabels", Name: "a", Verdict: VerdictSkip, Reason: `kinds: ""/Pod not in [""/Namespace]`},
+		{Kind: KindValidatingPolicy, Name: "p", Binding: "b", Verdict: VerdictAudit, Message: "m", ExpressionIndex: &idx},
+		{Kind: "K8sRequiredLabels", Name: "c", Verdict: VerdictDeny},
+		{Kind: KindWebhook, Name: "w", Configuration: "cfg", Verdict: VerdictFailedOpen, Exchange: 7, Fault: "timeout"},
+	}
+	rec := NewRecorder(2)
+	rec.Add(&Trace{Steps: []Step{{Plugin: "P", Phase: "validating", Verdict: VerdictDeny, Policies: slices.Clone(want)}}})
+	kept := rec.List(Filter{}, 0)[0]
+	if s := kept.rich[0]; len(s.packedPolicies) != 4 || len(s.Policies) != 2 {
+		t.Errorf("kept %d packed and %d whole, want 4 and the 2 that say more", len(s.packedPolicies), len(s.Policies))
+	}
+	if got := kept.Copy().Steps[0].Policies; !reflect.DeepEqual(got, want) {
+		t.Errorf("read back\n%+v\nwant\n%+v", got, want)
+	}
+}
