@@ -2,11 +2,11 @@
 # Runs the control-plane benchmarks against the built binary and prints the
 # figures recorded in bench/README.md.
 #   make bench                 # everything
-#   bench/run.sh startup       # one part: startup | podcreate | constraints | offline | trace | node
+#   bench/run.sh startup       # one part: startup | podcreate | constraints | offline | trace | node | probes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${GATEHOUSE_BIN:-bin/gatehouse}
-parts=${*:-startup podcreate constraints offline trace node}
+parts=${*:-startup podcreate constraints offline trace node probes}
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -105,6 +105,10 @@ for part in $parts; do
 		echo "== 1,000 pods to Running on the simulated runtime"
 		with_node simulated -- go run ./bench/podstart --pods 1000 --runs 1 --image busybox
 		;;
-	*) echo "unknown part $part (startup, podcreate, constraints, offline, trace, node)" >&2; exit 2 ;;
+	probes)
+		echo "== probe overhead: 50 pods on containerd without probes, then each with an httpGet readiness and an exec liveness probe every 1 s"
+		with_node auto -- go run ./bench/probes --pods ${PROBE_PODS:-50} --period 1
+		;;
+	*) echo "unknown part $part (startup, podcreate, constraints, offline, trace, node, probes)" >&2; exit 2 ;;
 	esac
 done
