@@ -108,6 +108,8 @@ for part in $parts; do
 	probes)
 		echo "== probe overhead: 50 pods on containerd without probes, then each with an httpGet readiness and an exec liveness probe every 1 s"
 		with_node auto -- go run ./bench/probes --pods ${PROBE_PODS:-50} --period 1
+		echo "== the same with the httpGet readiness probe only"
+		with_node auto -- go run ./bench/probes --pods ${PROBE_PODS:-50} --period 1 --exec=false
 		;;
 	*) echo "unknown part $part (startup, podcreate, constraints, offline, trace, node, probes)" >&2; exit 2 ;;
 	esac

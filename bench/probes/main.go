@@ -1,6 +1,7 @@
 // Command probes measures what probes cost the node: it runs N pods
 // without probes, then N pods each with an httpGet readiness probe and an
-// exec liveness probe every --period, and reports over a --measure window
+// exec liveness probe (--exec=false: the httpGet probe only) every
+// --period, and reports over a --measure window
 // of each the node agent's CPU and RSS and the runtime's CPU (containerd,
 // its shims and the runc processes they reap, which run exec probes).
 //
@@ -41,10 +42,11 @@ func main() {
 	period := flag.Int("period", 1, "probe periodSeconds")
 	measure := flag.Duration("measure", 30*time.Second, "measuring window per phase, once all pods are ready")
 	image := flag.String("image", "gatehouse.test/busybox:1", "image of the pods (present on the node; needs sh, httpd and true)")
+	withExec := flag.Bool("exec", true, "give each pod an exec liveness probe besides its httpGet readiness probe")
 	nodePID := flag.Int("node-pid", 0, "the node agent's process (found from --kubeconfig when 0)")
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up on a phase after this long")
 	flag.Parse()
-	if err := run(*kubeconfig, *pods, *period, *measure, *image, *nodePID, *timeout); err != nil {
+	if err := run(*kubeconfig, *pods, *period, *measure, *image, *withExec, *nodePID, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "probes:", err)
 		os.Exit(1)
 	}
@@ -59,7 +61,7 @@ type figures struct {
 	window                 time.Duration
 }
 
-func run(kubeconfig string, pods, period int, measure time.Duration, image string, nodePID int, timeout time.Duration) error {
+func run(kubeconfig string, pods, period int, measure time.Duration, image string, withExec bool, nodePID int, timeout time.Duration) error {
 	if pods < 1 || period < 1 {
 		return fmt.Errorf("--pods and --period must be positive")
 	}
@@ -80,7 +82,7 @@ func run(kubeconfig string, pods, period int, measure time.Duration, image strin
 	}
 	var results []figures
 	for _, withProbes := range []bool{false, true} {
-		f, err := phase(client, pods, period, measure, image, nodePID, filepath.Join(dir, "node"), withProbes, timeout)
+		f, err := phase(client, pods, period, measure, image, nodePID, filepath.Join(dir, "node"), withProbes, withProbes && withExec, timeout)
 		if err != nil {
 			return err
 		}
@@ -96,16 +98,16 @@ func run(kubeconfig string, pods, period int, measure time.Duration, image strin
 	}
 	none, with := results[0], results[1]
 	probes := with.probesPerSecond * with.window.Seconds()
-	fmt.Printf("per probe: node agent %.2f ms CPU, runtime %.2f ms CPU; per pod (2 probes every %d s): node agent %.2f %% of a core, %.2f MB\n",
+	fmt.Printf("per probe: node agent %.2f ms CPU, runtime %.2f ms CPU; per pod (%.0f probes every %d s): node agent %.2f %% of a core, %.2f MB\n",
 		1000*(with.agentCPUs-none.agentCPUs*with.window.Seconds()/none.window.Seconds())/probes,
 		1000*(with.runtimeCPUs-none.runtimeCPUs*with.window.Seconds()/none.window.Seconds())/probes,
-		period, 100*(with.agentCPU-none.agentCPU)/float64(pods), float64(with.agentRSS-none.agentRSS)/(1<<20)/float64(pods))
+		with.probesPerSecond*float64(period)/float64(pods), period, 100*(with.agentCPU-none.agentCPU)/float64(pods), float64(with.agentRSS-none.agentRSS)/(1<<20)/float64(pods))
 	return nil
 }
 
 // phase runs the pods (with or without probes) until all are ready, then
 // measures for the window, then deletes them.
-func phase(client kubernetes.Interface, n, period int, measure time.Duration, image string, agent int, runtimeMark string, withProbes bool, timeout time.Duration) (figures, error) {
+func phase(client kubernetes.Interface, n, period int, measure time.Duration, image string, agent int, runtimeMark string, withProbes, withExec bool, timeout time.Duration) (figures, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	name := "none"
@@ -134,7 +136,9 @@ func phase(client kubernetes.Interface, n, period int, measure time.Duration, im
 		}
 		if withProbes {
 			c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/index.html", Port: intstr.FromInt32(8080)}}, PeriodSeconds: int32(period)}
-			c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}, PeriodSeconds: int32(period)}
+			if withExec {
+				c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}, PeriodSeconds: int32(period)}
+			}
 		}
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p%03d", i)},
@@ -195,8 +199,11 @@ func phase(client kubernetes.Interface, n, period int, measure time.Duration, im
 		agentCPUs: agent1 - agent0, runtimeCPUs: runtimeUsed,
 		agentCPU: (agent1 - agent0) / window.Seconds(), runtimeCPU: runtimeUsed / window.Seconds(),
 	}
-	if withProbes {
+	switch {
+	case withExec:
 		f.probesPerSecond = float64(2*n) / float64(period)
+	case withProbes:
+		f.probesPerSecond = float64(n) / float64(period)
 	}
 	return f, nil
 }
