@@ -143,7 +143,7 @@ func (s *podSync) postStart(ctx context.Context, c *v1.Container, containerID st
 	if pod.DeletionGracePeriodSeconds != nil {
 		grace = *pod.DeletionGracePeriodSeconds
 	}
-	a.killContainer(ctx, pod, containerID, c.Name, s.state.podIPs, grace, "FailedPostStartHook")
+	a.killContainer(ctx, pod, containerID, c.Name, true, s.state.podIPs, grace, "FailedPostStartHook")
 	return msg, true
 }
 
@@ -176,9 +176,10 @@ func (a *Agent) untilDeleted(ctx context.Context, pod *v1.Pod) (context.Context,
 // killContainer stops one container as upstream's killContainer: the
 // Killing event (message, or "Stopping container <name>"), the preStop
 // hook within the grace period, then StopContainer with the rest of the
-// grace period, at least minimumGracePeriodInSeconds. Without the pod
-// (deleted meanwhile) there is no event and no hook.
-func (a *Agent) killContainer(ctx context.Context, pod *v1.Pod, containerID, name string, podIPs []string, grace int64, message string) {
+// grace period, at least minimumGracePeriodInSeconds. The hook runs in
+// running containers only (upstream kills those), and not without the pod
+// (deleted meanwhile), which gets no event either.
+func (a *Agent) killContainer(ctx context.Context, pod *v1.Pod, containerID, name string, isRunning bool, podIPs []string, grace int64, message string) {
 	var spec *v1.Container
 	if pod != nil {
 		spec = containerSpec(pod, name)
@@ -187,7 +188,7 @@ func (a *Agent) killContainer(ctx context.Context, pod *v1.Pod, containerID, nam
 		}
 		a.event(pod, v1.EventTypeNormal, events.KillingContainer, "%s", message)
 	}
-	if spec != nil && spec.Lifecycle != nil && spec.Lifecycle.PreStop != nil && grace > 0 {
+	if isRunning && spec != nil && spec.Lifecycle != nil && spec.Lifecycle.PreStop != nil && grace > 0 {
 		grace -= a.preStop(ctx, pod, spec, containerID, podIPs, grace)
 	}
 	grace = max(grace, minimumGracePeriodInSeconds)

@@ -127,6 +127,8 @@ func TestKillContainerRunsPreStop(t *testing.T) {
 		grace     int64
 		wantGrace int64
 		wantEvent string
+		// notRunning: killed as a created container (no hook).
+		notRunning bool
 	}{
 		{name: "no hook", grace: 30, wantGrace: 30},
 		{name: "exec hook", hook: &v1.LifecycleHandler{Exec: &v1.ExecAction{Command: []string{"true"}}}, grace: 30, wantGrace: 30},
@@ -136,6 +138,7 @@ func TestKillContainerRunsPreStop(t *testing.T) {
 		// The hook takes the grace period: the container still gets 2 s.
 		{name: "sleep hook", hook: &v1.LifecycleHandler{Sleep: &v1.SleepAction{Seconds: 1}}, grace: 1, wantGrace: 2},
 		{name: "grace period 0 skips the hook", hook: &v1.LifecycleHandler{Sleep: &v1.SleepAction{Seconds: 60}}, grace: 0, wantGrace: 2},
+		{name: "not running: no hook", hook: &v1.LifecycleHandler{Sleep: &v1.SleepAction{Seconds: 60}}, notRunning: true, grace: 30, wantGrace: 30},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, rec, id := testAgent(t, tc.podAnn)
@@ -145,7 +148,7 @@ func TestKillContainerRunsPreStop(t *testing.T) {
 			if tc.hook != nil {
 				c.Lifecycle = &v1.Lifecycle{PreStop: tc.hook}
 			}
-			a.killContainer(context.Background(), hookPod(c), id, "c", nil, tc.grace, "")
+			a.killContainer(context.Background(), hookPod(c), id, "c", !tc.notRunning, nil, tc.grace, "")
 			if len(stops.grace) != 1 || stops.grace[0] != tc.wantGrace {
 				t.Errorf("StopContainer grace periods %v, want [%d]", stops.grace, tc.wantGrace)
 			}

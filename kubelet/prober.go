@@ -477,7 +477,7 @@ func (s *podSync) killUnhealthy(ctx context.Context, c *v1.Container, current *r
 	if s.pod.Spec.RestartPolicy != v1.RestartPolicyNever {
 		message += ", will be restarted"
 	}
-	a.killContainer(ctx, s.pod, current.Id, c.Name, s.state.podIPs, probeKillGrace(s.pod, kind.spec(c)), message)
+	a.killContainer(ctx, s.pod, current.Id, c.Name, true, s.state.podIPs, probeKillGrace(s.pod, kind.spec(c)), message)
 	return true
 }
 

@@ -500,7 +500,7 @@ func (a *Agent) killContainers(ctx context.Context, pod *v1.Pod, state *podState
 		n++
 		go func() {
 			defer func() { done <- struct{}{} }()
-			a.killContainer(ctx, pod, c.Id, c.Metadata.Name, state.podIPs, grace, "")
+			a.killContainer(ctx, pod, c.Id, c.Metadata.Name, running(c), state.podIPs, grace, "")
 		}()
 	}
 	for range n {
