@@ -2,11 +2,11 @@
 # Runs the control-plane benchmarks against the built binary and prints the
 # figures recorded in bench/README.md.
 #   make bench                 # everything
-#   bench/run.sh startup       # one part: startup | podcreate | constraints | offline | trace | node | services
+#   bench/run.sh startup       # one part: startup | podcreate | constraints | offline | trace | node | services | probes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${GATEHOUSE_BIN:-bin/gatehouse}
-parts=${*:-startup podcreate constraints offline trace node services}
+parts=${*:-startup podcreate constraints offline trace node services probes}
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -112,10 +112,16 @@ for part in $parts; do
 		echo "== 1,000 pods to Running on the simulated runtime"
 		with_node simulated -- go run ./bench/podstart --pods 1000 --runs 1 --image busybox
 		;;
+	probes)
+		echo "== probe overhead: 50 pods on containerd without probes, then each with an httpGet readiness and an exec liveness probe every 1 s"
+		with_node auto -- go run ./bench/probes --pods ${PROBE_PODS:-50} --period 1
+		echo "== the same with the httpGet readiness probe only"
+		with_node auto -- go run ./bench/probes --pods ${PROBE_PODS:-50} --period 1 --exec=false
+		;;
 	services)
 		echo "== Service created to first HTTP answer through its ClusterIP; DNS query latency through kube-dns and against the node's server"
 		with_node auto -- go run ./bench/services --services ${SERVICES_RUNS:-20} --queries ${DNS_QUERIES:-2000}
 		;;
-	*) echo "unknown part $part (startup, podcreate, constraints, offline, trace, node, services)" >&2; exit 2 ;;
+	*) echo "unknown part $part (startup, podcreate, constraints, offline, trace, node, services, probes)" >&2; exit 2 ;;
 	esac
 done

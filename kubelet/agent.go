@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/flowcontrol"
 	internalapi "k8s.io/cri-api/pkg/apis"
+	"k8s.io/utils/clock"
 )
 
 // Config is what the node agent needs.
@@ -88,6 +89,9 @@ type Agent struct {
 	// relisted is the state of every container at the last relist.
 	relisted map[string]relistEntry
 	ready    chan struct{}
+	// prober runs probes; probes schedules them and keeps their results.
+	prober *prober
+	probes *probeManager
 }
 
 // New checks the configuration.
@@ -128,13 +132,16 @@ func New(cfg Config) (*Agent, error) {
 			return nil, fmt.Errorf("kubelet: %w", err)
 		}
 	}
-	return &Agent{
+	a := &Agent{
 		cfg: cfg, client: cfg.Client, runtime: cfg.Runtime, images: cfg.Images, logger: cfg.Logger,
 		backoff:  flowcontrol.NewBackOff(cfg.BackoffInitial, cfg.BackoffMax),
 		pullBack: flowcontrol.NewBackOff(cfg.BackoffInitial, cfg.BackoffMax),
 		workers:  map[types.UID]*podWorker{}, relisted: map[string]relistEntry{},
 		ready: make(chan struct{}),
-	}, nil
+	}
+	a.prober = newProber(a, noPodNetwork(cfg.Runtime))
+	a.probes = newProbeManager(a, a.prober, clock.RealClock{})
+	return a, nil
 }
 
 // Ready is closed once the Node is registered and the pods bound to it
@@ -210,6 +217,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	case err = <-serverErr:
 	}
 	a.stopWorkers()
+	a.probes.wait()
 	wg.Wait()
 	return err
 }

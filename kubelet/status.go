@@ -147,6 +147,7 @@ func (a *Agent) containerStatuses(pod *v1.Pod, containers []v1.Container, s *pod
 		case runtimeapi.ContainerState_CONTAINER_RUNNING:
 			st.State.Running = &v1.ContainerStateRunning{StartedAt: metav1.Time{Time: time.Unix(0, latest.StartedAt)}}
 			st.Started, st.Ready = ptr.To(true), !init || (c.RestartPolicy != nil && *c.RestartPolicy == v1.ContainerRestartPolicyAlways)
+			a.probes.applyTo(&c, latest.Id, &st)
 		case runtimeapi.ContainerState_CONTAINER_EXITED:
 			st.State.Terminated = a.terminated(pod, c, latest, runtimeName)
 		default:

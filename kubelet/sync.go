@@ -121,11 +121,13 @@ func (a *Agent) syncPod(ctx context.Context, w *podWorker, pod *v1.Pod) (time.Du
 	if pod == nil {
 		// Gone from the API (deleted after its containers stopped, force
 		// deleted, or deleted while the agent was down).
+		a.probes.removePod(w.uid)
 		a.killPod(ctx, nil, state, 2)
 		a.removePod(ctx, w.uid, state)
 		return 0, true
 	}
 	if pod.DeletionTimestamp != nil {
+		a.probes.removePod(pod.UID)
 		return a.terminate(ctx, w, pod, state), false
 	}
 	if w.startTime == nil {
@@ -139,18 +141,21 @@ func (a *Agent) syncPod(ctx context.Context, w *podWorker, pod *v1.Pod) (time.Du
 		// Finished for good: stop what is left, keep the containers for
 		// their logs until the pod is deleted.
 		if !w.terminated {
+			a.probes.removePod(pod.UID)
 			a.killPod(ctx, pod, state, gracePeriod(pod))
 			w.terminated = true
 		}
 		return 0, false
 	}
 
+	a.probes.addPod(ctx, pod)
 	sync := &podSync{agent: a, worker: w, pod: pod, state: state, waiting: map[string]waitingReason{}}
 	requeue := sync.run(ctx)
 	if state, err = a.podState(ctx, w.uid); err == nil {
 		sync.state = state
 	}
 	status := a.podStatus(pod, w, sync)
+	a.probes.setStatus(pod, status)
 	if err := a.postStatus(ctx, pod, status); apierrors.IsNotFound(err) {
 		return 0, false // deleted meanwhile: the informer says so next
 	} else if err != nil {
@@ -158,6 +163,7 @@ func (a *Agent) syncPod(ctx context.Context, w *podWorker, pod *v1.Pod) (time.Du
 		requeue = min(nonZero(requeue, time.Second), time.Second)
 	}
 	if status.Phase == v1.PodSucceeded || status.Phase == v1.PodFailed {
+		a.probes.removePod(pod.UID)
 		a.killPod(ctx, pod, sync.state, gracePeriod(pod))
 		w.terminated = true
 		return 0, false
@@ -261,6 +267,10 @@ func (s *podSync) run(ctx context.Context) time.Duration {
 		c := &pod.Spec.InitContainers[i]
 		current := s.state.latestIn(s.sandbox.Id, c.Name)
 		sidecar := c.RestartPolicy != nil && *c.RestartPolicy == v1.ContainerRestartPolicyAlways
+		if sidecar && s.killUnhealthy(ctx, c, current) {
+			later(100 * time.Millisecond)
+			continue
+		}
 		switch {
 		case current == nil:
 			later(s.start(ctx, c, true))
@@ -296,6 +306,11 @@ func (s *podSync) run(ctx context.Context) time.Duration {
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
 		current := s.state.latestIn(s.sandbox.Id, c.Name)
+		if s.killUnhealthy(ctx, c, current) {
+			// Restarted (per restartPolicy) by the next sync.
+			later(100 * time.Millisecond)
+			continue
+		}
 		switch {
 		case current == nil:
 			later(s.start(ctx, c, false))
@@ -400,6 +415,9 @@ func (s *podSync) start(ctx context.Context, c *v1.Container, init bool) time.Du
 		return 2 * time.Second
 	}
 	a.event(pod, v1.EventTypeNormal, "Started", "Started container %s", c.Name)
+	if msg, failed := s.postStart(ctx, c, id); failed {
+		s.waiting[c.Name] = waitingReason{reasonPostStartHookError, msg}
+	}
 	return 0
 }
 
@@ -482,12 +500,7 @@ func (a *Agent) killContainers(ctx context.Context, pod *v1.Pod, state *podState
 		n++
 		go func() {
 			defer func() { done <- struct{}{} }()
-			if pod != nil {
-				a.event(pod, v1.EventTypeNormal, "Killing", "Stopping container %s", c.Metadata.Name)
-			}
-			if err := a.runtime.StopContainer(ctx, c.Id, grace); err != nil {
-				a.logger.Warn("stopping container", "container", c.Metadata.Name, "id", c.Id, "err", err)
-			}
+			a.killContainer(ctx, pod, c.Id, c.Metadata.Name, running(c), state.podIPs, grace, "")
 		}()
 	}
 	for range n {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	utilexec "k8s.io/utils/exec"
 )
 
 type container struct {
@@ -587,11 +588,37 @@ func (r *Runtime) ReopenContainerLog(ctx context.Context, containerID string) er
 	return nil
 }
 
-// ExecSync is not supported: there is no process to run a command next to.
-// The kubelet's prober treats such an error as "no result", so exec probes
-// never pass on a simulated node.
+// ExecSync runs no command, there being no process: it answers as a
+// command that exits with code 0, or with the code of the
+// AnnotationExecExitCode annotation, so exec probes and hooks pass or fail
+// as the pod says. A non-zero code is a utilexec.CodeExitError, as the CRI
+// client returns it. The container must be running, as in containerd.
 func (r *Runtime) ExecSync(ctx context.Context, containerID string, cmd []string, timeout time.Duration) ([]byte, []byte, error) {
-	return nil, nil, unimplemented("ExecSync")
+	if err := r.enter(ctx); err != nil {
+		return nil, nil, err
+	}
+	if len(cmd) == 0 {
+		return nil, nil, status.Error(codes.InvalidArgument, "exec command must not be empty")
+	}
+	r.mu.Lock()
+	c, ok := r.containers[containerID]
+	if !ok {
+		r.mu.Unlock()
+		return nil, nil, r.containerNotFound(containerID)
+	}
+	state, b := c.state, c.behaviour
+	r.mu.Unlock()
+	if state != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		return nil, nil, status.Errorf(codes.FailedPrecondition, "failed to exec in container: container is in %s state", state)
+	}
+	if b.execCode == 0 {
+		return nil, nil, nil
+	}
+	stderr := []byte(fmt.Sprintf("simulated exec exit code %d (%s)\n", b.execCode, b.execWhy))
+	return nil, stderr, utilexec.CodeExitError{
+		Err:  fmt.Errorf("command '%s' exited with %d: %s", strings.Join(cmd, " "), b.execCode, stderr),
+		Code: int(b.execCode),
+	}
 }
 
 // Exec is not supported.

@@ -59,11 +59,13 @@
 //
 // # Not supported
 //
-// Exec, ExecSync, Attach, PortForward, CheckpointContainer, CheckpointPod
-// and RestorePod return codes.Unimplemented. Pod IPs are not routable, so
-// HTTP, TCP and gRPC probes cannot reach a simulated pod, and exec probes
-// get no result: the node agent has to skip probes (kwok treats them as
-// passing) on a simulated node.
+// Exec, Attach, PortForward, CheckpointContainer, CheckpointPod and
+// RestorePod return codes.Unimplemented. ExecSync runs nothing: it answers
+// exit code 0, or the code of AnnotationExecExitCode
+// (simulate.gatehouse.dev/exec-exit-code), so exec probes and hooks work.
+// Pod IPs are not routable, so HTTP, TCP and gRPC probes cannot reach a
+// simulated pod: the node agent counts them as passing without sending
+// them (as kwok does), and says so in an event.
 //
 // # Usage
 //

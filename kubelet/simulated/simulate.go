@@ -33,9 +33,13 @@ const (
 	// the container exits as soon as it starts, which with a non-zero code
 	// is a crash loop.
 	AnnotationExitCode = AnnotationPrefix + "exit-code"
+	// AnnotationExecExitCode is the code (0–255) every ExecSync in the
+	// container answers with, so that exec probes and hooks pass (0, the
+	// default) or fail.
+	AnnotationExecExitCode = AnnotationPrefix + "exec-exit-code"
 )
 
-var simulationKeys = []string{AnnotationExitAfter, AnnotationExitCode}
+var simulationKeys = []string{AnnotationExitAfter, AnnotationExitCode, AnnotationExecExitCode}
 
 // Exit codes and reasons, as containerd reports them.
 const (
@@ -55,6 +59,9 @@ type behaviour struct {
 	after time.Duration
 	code  int32
 	why   string // for the status message: which annotations decided
+	// execCode is what ExecSync answers; execWhy which annotation said so.
+	execCode int32
+	execWhy  string
 }
 
 func lookupSimulation(key, containerName string, containerAnn, sandboxAnn map[string]string) (value, where string, ok bool) {
@@ -114,7 +121,7 @@ func validateAnnotations(ann map[string]string, what string, allowScoped bool) e
 		switch base {
 		case AnnotationExitAfter:
 			_, err = parseExitAfter(ann[k])
-		case AnnotationExitCode:
+		case AnnotationExitCode, AnnotationExecExitCode:
 			_, err = parseExitCode(ann[k])
 		default:
 			return fmt.Errorf("unknown %s annotation %s (known: %s)", what, k, strings.Join(simulationKeys, ", "))
@@ -155,6 +162,13 @@ func resolveBehaviour(containerName string, containerAnn, sandboxAnn map[string]
 		why = append(why, where)
 	}
 	b.why = strings.Join(why, ", ")
+	if v, where, ok := lookupSimulation(AnnotationExecExitCode, containerName, containerAnn, sandboxAnn); ok {
+		code, err := parseExitCode(v)
+		if err != nil {
+			return behaviour{}, fmt.Errorf("invalid %s=%q: %w", where, v, err)
+		}
+		b.execCode, b.execWhy = code, where
+	}
 	return b, nil
 }
 

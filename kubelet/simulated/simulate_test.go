@@ -167,7 +167,7 @@ func TestInvalidSimulationAnnotations(t *testing.T) {
 		{"negative duration", map[string]string{AnnotationExitAfter: "-1s"}, "zero or more"},
 		{"bad exit code", map[string]string{AnnotationExitCode: "256"}, "want an exit code from 0 to 255"},
 		{"bad exit code for a container", map[string]string{AnnotationExitCode + ".main": "x"}, "simulate.gatehouse.dev/exit-code.main"},
-		{"unknown key", map[string]string{AnnotationPrefix + "exit-afer": "1s"}, "unknown pod annotation simulate.gatehouse.dev/exit-afer (known: simulate.gatehouse.dev/exit-after, simulate.gatehouse.dev/exit-code)"},
+		{"unknown key", map[string]string{AnnotationPrefix + "exit-afer": "1s"}, "unknown pod annotation simulate.gatehouse.dev/exit-afer (known: simulate.gatehouse.dev/exit-after, simulate.gatehouse.dev/exit-code, simulate.gatehouse.dev/exec-exit-code)"},
 	}
 	for _, tc := range podTests {
 		t.Run("pod/"+tc.name, func(t *testing.T) {
