@@ -3,9 +3,12 @@
 // CRI runtime (containerd, or the simulated runtime of package
 // kubelet/simulated) as the upstream kubelet does — image pull policies,
 // sandboxes, init and app containers with their environment, volumes and
-// resources, restarts with back-off, graceful deletion — and reports their
-// status and events. It serves the kubelet API (container logs, healthz)
-// for the API server.
+// resources, restarts with back-off, graceful deletion, liveness,
+// readiness and startup probes, postStart and preStop hooks — and reports
+// their status and events. It serves the kubelet API for the API server:
+// container logs, exec, attach, port-forward and run (proxied to the
+// runtime's streaming server), stats and resource metrics, healthz.
+// Services and cluster DNS are package kubelet/services.
 //
 // Usage:
 //
