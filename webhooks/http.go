@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
-	"strconv"
+
+	"github.com/gatehouse-dev/gatehouse/internal/follow"
 )
 
 // Where the API server serves the kit, under its own authentication and
@@ -26,64 +27,23 @@ func (k *Kit) ExchangesHandler() http.Handler {
 			return
 		}
 		q := req.URL.Query()
-		f := Filter{Webhook: q.Get("webhook")}
-		if a := q.Get("after"); a != "" {
-			n, err := strconv.ParseUint(a, 10, 64)
-			if err != nil {
-				http.Error(w, "after: not an exchange ID: "+a, http.StatusBadRequest)
-				return
-			}
-			f.After = n
+		after, limit, err := follow.ParseQuery(q, "exchange")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
 		}
-		limit := 0
-		if l := q.Get("limit"); l != "" {
-			n, err := strconv.Atoi(l)
-			if err != nil || n < 0 {
-				http.Error(w, "limit: not a count: "+l, http.StatusBadRequest)
-				return
-			}
-			limit = n
-		}
-		follow := q.Get("follow") == "true"
+		f := Filter{Webhook: q.Get("webhook"), After: after}
 		var ch <-chan *Exchange
-		if follow {
+		if q.Get("follow") == "true" {
 			var stop func()
+			// Followed before listing, so that nothing falls between.
 			ch, stop = k.Log.Follow(1000)
 			defer stop()
 		}
-		w.Header().Set("Content-Type", "application/jsonl")
-		w.WriteHeader(http.StatusOK)
-		enc := json.NewEncoder(w)
-		flush := func() {
-			if fl, ok := w.(http.Flusher); ok {
-				fl.Flush()
-			}
-		}
-		last := f.After
-		for _, e := range k.Log.List(f, limit) {
-			if err := enc.Encode(e); err != nil {
-				return
-			}
-			last = e.ID
-		}
-		flush()
-		if !follow {
-			return
-		}
-		for {
-			select {
-			case <-req.Context().Done():
-				return
-			case e := <-ch:
-				// Listed already if it came between Follow and List.
-				if e.ID > last && f.Matches(e) {
-					if err := enc.Encode(e); err != nil {
-						return
-					}
-					flush()
-				}
-			}
-		}
+		follow.Stream(w, req, k.Log.List(f, limit), ch, follow.Options[*Exchange]{
+			ID:      func(e *Exchange) uint64 { return e.ID },
+			Matches: f.Matches,
+		})
 	})
 }
 

@@ -3,12 +3,13 @@ package trace
 import (
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"time"
 
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/endpoints/responsewriter"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+
+	"github.com/gatehouse-dev/gatehouse/internal/follow"
 )
 
 // Path is where the API server serves traces, under its own authentication
@@ -97,24 +98,12 @@ func Handler(rec *Recorder) http.Handler {
 			return
 		}
 		q := req.URL.Query()
-		f := Filter{Namespace: q.Get("namespace"), Name: q.Get("name"), User: q.Get("user"), Outcome: q.Get("outcome"), Verdict: q.Get("verdict"), NoSystem: q.Get("system") == "false"}
-		if a := q.Get("after"); a != "" {
-			n, err := strconv.ParseUint(a, 10, 64)
-			if err != nil {
-				http.Error(w, "after: not a trace ID: "+a, http.StatusBadRequest)
-				return
-			}
-			f.After = n
+		after, limit, err := follow.ParseQuery(q, "trace")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
 		}
-		limit := 0
-		if l := q.Get("limit"); l != "" {
-			n, err := strconv.Atoi(l)
-			if err != nil || n < 0 {
-				http.Error(w, "limit: not a count: "+l, http.StatusBadRequest)
-				return
-			}
-			limit = n
-		}
+		f := Filter{Namespace: q.Get("namespace"), Name: q.Get("name"), User: q.Get("user"), Outcome: q.Get("outcome"), Verdict: q.Get("verdict"), NoSystem: q.Get("system") == "false", After: after}
 		if q.Get("follow") != "true" {
 			w.Header().Set("Content-Type", "application/json")
 			traces := rec.List(f, limit)
@@ -125,32 +114,13 @@ func Handler(rec *Recorder) http.Handler {
 			_ = json.NewEncoder(w).Encode(map[string]any{"traces": out})
 			return
 		}
+		// Followed before listing, so that nothing falls between.
 		ch, stop := rec.Follow(1000)
 		defer stop()
-		w.Header().Set("Content-Type", "application/jsonl")
-		w.WriteHeader(http.StatusOK)
-		enc := json.NewEncoder(w)
-		flush := func() {
-			if fl, ok := w.(http.Flusher); ok {
-				fl.Flush()
-			}
-		}
-		for _, t := range rec.List(f, limit) {
-			_ = enc.Encode(t.Copy())
-		}
-		flush()
-		for {
-			select {
-			case <-req.Context().Done():
-				return
-			case t := <-ch:
-				if f.Matches(t) {
-					if err := enc.Encode(t.Copy()); err != nil {
-						return
-					}
-					flush()
-				}
-			}
-		}
+		follow.Stream(w, req, rec.List(f, limit), ch, follow.Options[*Trace]{
+			ID:      func(t *Trace) uint64 { return t.ID },
+			Matches: f.Matches,
+			View:    func(t *Trace) any { return t.Copy() },
+		})
 	})
 }
