@@ -73,7 +73,13 @@ var gatehousePlugins = []Plugin{
 		After:     AfterMutatingPolicies,
 		DefaultOn: true,
 		Register: func(p *k8sadmission.Plugins, d Deps) {
-			mutation.Register(p, d.Mutators, d.Namespaces, d.Logger)
+			// Gatekeeper's Config, which the constraint syncer reads, also
+			// excludes namespaces from mutation.
+			var exclusions func() *constraint.Exclusions
+			if d.Constraints != nil {
+				exclusions = d.Constraints.Exclusions
+			}
+			mutation.Register(p, d.Mutators, d.Namespaces, exclusions, d.Logger)
 		},
 	},
 	{

@@ -117,10 +117,13 @@ func (s *Session) ApplyPolicies(ctx context.Context, checker *check.Checker, dir
 	kinds := map[string]bool{}
 	constraints := map[string][]string{}
 	var mutators []*unstructured.Unstructured
+	config := false
 	for _, d := range docs {
 		gvk := d.Object.GroupVersionKind()
 		kinds[gvk.Kind] = true
 		switch gvk.Group {
+		case constraint.ConfigGroup:
+			config = config || (gvk.Kind == "Config" && d.Object.GetNamespace() == constraint.GatekeeperNamespace && d.Object.GetName() == constraint.ConfigName)
 		case constraint.TemplateGVR.Group:
 			t, err := constraint.ParseTemplate(d.Object)
 			if err == nil {
@@ -155,7 +158,27 @@ func (s *Session) ApplyPolicies(ctx context.Context, checker *check.Checker, dir
 	if err := check.WaitConstraints(ctx, constraints, s.cp.Constraints.ConstraintNames); err != nil {
 		return err
 	}
+	if config {
+		if err := waitExclusions(ctx, s.cp.Constraints); err != nil {
+			return err
+		}
+	}
 	return waitMutators(ctx, s.cp.Mutators, mutators)
+}
+
+// waitExclusions returns once the Config's spec.match is in force: the
+// constraint syncer reads the Config a moment after it is stored.
+func waitExclusions(ctx context.Context, engine *constraint.Engine) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for engine.Exclusions() == nil {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("Config %s/%s was not loaded: %w", constraint.GatekeeperNamespace, constraint.ConfigName, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // waitMutators returns once every mutator is in the system, as the

@@ -236,6 +236,14 @@ func (a *Auditor) reviewObject(ctx context.Context, obj *unstructured.Unstructur
 			return nil
 		}
 	}
+	nsLabels := obj.GetLabels()
+	if !isNamespaceKind(obj.GroupVersionKind()) {
+		nsLabels = (&unstructured.Unstructured{Object: ns}).GetLabels()
+	}
+	if excluded, why := a.engine.Exclusions().Excluded(ProcessAudit, obj.GroupVersionKind(), obj.GetName(), obj.GetNamespace(), nsLabels); excluded {
+		a.logger.Debug("audit: skipping excluded object", "kind", obj.GetKind(), "namespace", obj.GetNamespace(), "name", obj.GetName(), "why", why)
+		return nil
+	}
 	review, err := AuditReview(obj, ns)
 	if err != nil {
 		return err

@@ -16,7 +16,12 @@
 //     ValidatingAdmissionPolicy; it denies with the message Gatekeeper's
 //     webhook produces, turns warn into kubectl warnings and logs dryrun.
 //   - Syncer keeps an Engine filled from the cluster, as Gatekeeper's
-//     controllers do: CRDs, template compilation and status, constraints.
+//     controllers do: CRDs, template compilation and status, constraints,
+//     data.inventory and the Config's namespace exclusions.
+//   - Exclusions are the Config's spec.match per process (webhook,
+//     mutation-webhook, audit, sync), with the exempt namespace and the
+//     admission.gatekeeper.sh/ignore label of Gatekeeper's webhook
+//     configurations (WebhookSkips, IgnoreLabelRefusal).
 //
 // Usage, as the control plane wires it:
 //

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -47,7 +48,18 @@ type Engine struct {
 	mu          sync.RWMutex
 	templates   map[string]*compiledTemplate // by constraint kind
 	constraints map[string]map[string]*Constraint
+
+	// exclusions are the Config's spec.match, replaced whole when it
+	// changes; nil until a Config is read.
+	exclusions atomic.Pointer[Exclusions]
 }
+
+// Exclusions returns the namespace exclusions of Gatekeeper's Config in
+// force, or nil (which excludes nothing).
+func (e *Engine) Exclusions() *Exclusions { return e.exclusions.Load() }
+
+// SetExclusions puts x in force.
+func (e *Engine) SetExclusions(x *Exclusions) { e.exclusions.Store(x) }
 
 // TemplateSource is the code of one ConstraintTemplate's admission target:
 // its Rego, or its K8sNativeValidation (CEL) source when it has one, which

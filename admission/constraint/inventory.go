@@ -53,8 +53,9 @@ func gvkEntrySchema() apiextensionsv1.JSONSchemaProps {
 }
 
 // ConfigCRD is Gatekeeper's Config CRD (config.gatekeeper.sh/v1alpha1,
-// namespaced). spec.sync.syncOnly is described fully; match, validation
-// and readiness, which Gatehouse does not read, keep whatever they hold.
+// namespaced). spec.sync.syncOnly is described fully; match (read by
+// ParseExclusions, which reports what it cannot use), validation and
+// readiness (not read) keep whatever they hold.
 func ConfigCRD() *apiextensionsv1.CustomResourceDefinition {
 	entry := gvkEntrySchema()
 	return singleVersionCRD(ConfigGVR, "Config", "config", apiextensionsv1.NamespaceScoped, objectSchema(apiextensionsv1.JSONSchemaProps{
@@ -369,10 +370,30 @@ func (s *Syncer) startInventory(ctx context.Context) error {
 	if !waitForSync(syncCtx, configs.HasSynced, syncSets.HasSynced) {
 		return errors.New("Config and SyncSets did not sync")
 	}
+	v.loadExclusions()
 	want := v.desired()
 	v.reconcile(ctx, want, true)
 	go v.run(ctx, want)
 	return nil
+}
+
+// loadExclusions puts the Config's spec.match in force (none without a
+// Config), warning about entries that cannot be used, and tells whether
+// what the sync process excludes changed.
+func (v *inventorySyncer) loadExclusions() (syncChanged bool) {
+	var next *Exclusions
+	for _, obj := range v.configs.List() {
+		if u, ok := obj.(*unstructured.Unstructured); ok && u.GetNamespace() == GatekeeperNamespace && u.GetName() == ConfigName {
+			var errs []error
+			next, errs = ParseExclusions(u)
+			for _, err := range errs {
+				v.s.logger.Warn("Config match entry ignored", "error", err)
+			}
+		}
+	}
+	prev := v.s.engine.Exclusions()
+	v.s.engine.SetExclusions(next)
+	return !prev.Equal(next, ProcessSync)
 }
 
 // run follows changes of the Config and SyncSets and retries GVKs not yet
@@ -385,6 +406,11 @@ func (v *inventorySyncer) run(ctx context.Context, want map[schema.GroupVersionK
 		case <-ctx.Done():
 			return
 		case <-v.changed:
+			if v.loadExclusions() {
+				// Objects once left out must come in and others go: the
+				// watches start again and list everything anew.
+				v.reconcile(ctx, nil, false)
+			}
 			want = v.desired()
 			v.reconcile(ctx, want, false)
 		case <-ticker.C:
@@ -509,6 +535,11 @@ func (v *inventorySyncer) watch(ctx context.Context, gvk schema.GroupVersionKind
 			return
 		}
 		var err error
+		if excluded, _ := v.excludedFromSync(u); excluded {
+			// Gatekeeper's sync leaves out what its Config excludes; an
+			// object whose namespace became excluded goes.
+			remove = true
+		}
 		if remove || u.GetDeletionTimestamp() != nil {
 			err = engine.RemoveInventory(watchCtx, u)
 		} else {
@@ -533,4 +564,21 @@ func (v *inventorySyncer) watch(ctx context.Context, gvk schema.GroupVersionKind
 	}
 	go informer.RunWithContext(watchCtx)
 	return w
+}
+
+// excludedFromSync tells whether the Config keeps u out of data.inventory.
+func (v *inventorySyncer) excludedFromSync(u *unstructured.Unstructured) (bool, string) {
+	x := v.s.engine.Exclusions()
+	if x == nil {
+		return false, ""
+	}
+	nsName := u.GetNamespace()
+	gvk := u.GroupVersionKind()
+	var nsLabels map[string]string
+	if isNamespaceKind(gvk) {
+		nsLabels = u.GetLabels()
+	} else if ns := v.s.Namespace(nsName); ns != nil {
+		nsLabels = (&unstructured.Unstructured{Object: ns}).GetLabels()
+	}
+	return x.Excluded(ProcessSync, gvk, u.GetName(), nsName, nsLabels)
 }

@@ -94,6 +94,9 @@ func (p *Plugin) Validate(ctx context.Context, attrs admission.Attributes, o adm
 	if attrs.GetResource().GroupResource() == templateResource {
 		p.warnAboutTemplate(ctx, attrs)
 	}
+	if attrs.GetResource().GroupResource() == configResource && attrs.GetOperation() != admission.Delete {
+		warnAboutConfig(ctx, attrs)
+	}
 	if attrs.GetOperation() == admission.Delete {
 		return nil
 	}
@@ -112,6 +115,15 @@ func (p *Plugin) Validate(ctx context.Context, attrs admission.Attributes, o adm
 	}
 	target := p.target(attrs, review)
 	target.Attributes = versioned
+	if err := refuseIgnoreLabel(ctx, target); err != nil {
+		return err
+	}
+	if skip, why := p.engine.Exclusions().WebhookSkips(ProcessWebhook, target.GVK, target.Name, target.Namespace, target.NamespaceObject); skip {
+		// Gatekeeper's webhook is not called, or answers "allowed" at
+		// once: no constraint is evaluated.
+		trace.AddPolicy(ctx, trace.Policy{Kind: "ValidatingWebhook", Name: EnforcementPoint, Verdict: trace.VerdictSkip, Reason: "no constraint evaluated: " + why})
+		return nil
+	}
 	// For the admission trace: every constraint, skipped (and why) or
 	// evaluated, with what it reported.
 	var matched []*Constraint
@@ -160,7 +172,45 @@ func (p *Plugin) Validate(ctx context.Context, attrs admission.Attributes, o adm
 	}}
 }
 
-var templateResource = TemplateGVR.GroupResource()
+var (
+	templateResource = TemplateGVR.GroupResource()
+	configResource   = ConfigGVR.GroupResource()
+)
+
+// warnAboutConfig tells the user who writes Gatekeeper's Config what
+// Gatekeeper would silently pass over: a Config it does not read, and
+// spec.match entries that exclude nothing.
+func warnAboutConfig(ctx context.Context, attrs admission.Attributes) {
+	u, ok := attrs.GetObject().(*unstructured.Unstructured)
+	if !ok || attrs.GetSubresource() != "" {
+		return
+	}
+	if u.GetNamespace() != GatekeeperNamespace || u.GetName() != ConfigName {
+		warning.AddWarning(ctx, "", fmt.Sprintf("Config %s/%s is not read: Gatekeeper reads only %s/%s", u.GetNamespace(), u.GetName(), GatekeeperNamespace, ConfigName))
+		return
+	}
+	_, errs := ParseExclusions(u)
+	for _, err := range errs {
+		warning.AddWarning(ctx, "", strings.Join(strings.Fields(err.Error()), " "))
+	}
+}
+
+// refuseIgnoreLabel answers for Gatekeeper's check-ignore-label webhook: a
+// Namespace may carry IgnoreLabel only if it is exempt, or anyone allowed
+// to label a namespace could take it out of every policy.
+func refuseIgnoreLabel(ctx context.Context, t *Target) error {
+	msg := IgnoreLabelRefusal(t.GVK, t.Object)
+	if msg == "" {
+		return nil
+	}
+	trace.AddPolicy(ctx, trace.Policy{Kind: "ValidatingWebhook", Name: IgnoreLabelWebhook, Verdict: trace.VerdictDeny, Message: msg})
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status:  metav1.StatusFailure,
+		Code:    403,
+		Reason:  metav1.StatusReason(msg),
+		Message: fmt.Sprintf("admission webhook %q denied the request: %s", IgnoreLabelWebhook, msg),
+	}}
+}
 
 // warnAboutTemplate tells the user who writes a ConstraintTemplate what
 // Gatekeeper would only show in the template's status: that its Rego does

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -101,6 +102,11 @@ func (s *Syncer) Start(ctx context.Context) error {
 		return err
 	}
 	s.logger.Debug("constraint syncer: CRDs established")
+	if !s.ReadOnly {
+		if err := s.ensureGatekeeperNamespace(ctx); err != nil {
+			return err
+		}
+	}
 
 	nsFactory := informers.NewSharedInformerFactory(s.kube, 0)
 	nsInformer := nsFactory.Core().V1().Namespaces().Informer()
@@ -134,6 +140,22 @@ func (s *Syncer) Start(ctx context.Context) error {
 		return fmt.Errorf("data.inventory: %w", err)
 	}
 	s.logger.Debug("constraint syncer: inventory filled")
+	return nil
+}
+
+// ensureGatekeeperNamespace creates gatekeeper-system, where Gatekeeper
+// reads its Config, as a Gatekeeper install has it: so a Config copied from
+// Gatekeeper's docs applies as it is. Like Gatekeeper's chart, it labels the
+// namespace IgnoreLabel (Gatekeeper leaves its own namespace alone).
+func (s *Syncer) ensureGatekeeperNamespace(ctx context.Context) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:   GatekeeperNamespace,
+		Labels: map[string]string{IgnoreLabel: "no-self-managing"},
+	}}
+	_, err := s.kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", GatekeeperNamespace, err)
+	}
 	return nil
 }
 

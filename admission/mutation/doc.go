@@ -29,7 +29,9 @@
 // configuration does it: Gatekeeper's mutating webhook fails open
 // (failurePolicy Ignore, 1 s timeout), so an error from Mutate, including
 // non-convergence, lets the request through unmutated there; and it skips
-// namespaces labelled admission.gatekeeper.sh/ignore and gatekeeper-system.
+// namespaces labelled admission.gatekeeper.sh/ignore, gatekeeper-system and
+// the namespaces Gatekeeper's Config excludes from the mutation-webhook
+// process (constraint.Exclusions).
 //
 // Usage:
 //

@@ -19,11 +19,18 @@ import (
 // PluginName is the admission plugin that applies Gatekeeper's mutators.
 const PluginName = "GatekeeperMutation"
 
-// Register registers the plugin with system and namespaces (for
-// spec.match.namespaceSelector).
-func Register(plugins *admission.Plugins, system *System, namespaces constraint.NamespaceLookup, logger *slog.Logger) {
+// mutationWebhook is the name of Gatekeeper's mutating webhook, whose place
+// the plugin takes.
+const mutationWebhook = "mutation.gatekeeper.sh"
+
+// Register registers the plugin with system, namespaces (for
+// spec.match.namespaceSelector) and exclusions (Gatekeeper's Config in
+// force; nil for none).
+func Register(plugins *admission.Plugins, system *System, namespaces constraint.NamespaceLookup, exclusions func() *constraint.Exclusions, logger *slog.Logger) {
 	plugins.Register(PluginName, func(io.Reader) (admission.Interface, error) {
-		return NewPlugin(system, namespaces, logger), nil
+		p := NewPlugin(system, namespaces, logger)
+		p.exclusions = exclusions
+		return p, nil
 	})
 }
 
@@ -38,6 +45,7 @@ type Plugin struct {
 	*admission.Handler
 	system     *System
 	namespaces constraint.NamespaceLookup
+	exclusions func() *constraint.Exclusions
 	logger     *slog.Logger
 }
 
@@ -93,6 +101,18 @@ func (p *Plugin) mutate(ctx context.Context, attrs admission.Attributes, o admis
 	req := &Request{Operation: attrs.GetOperation(), GVK: attrs.GetKind(), Namespace: attrs.GetNamespace()}
 	if ns := attrs.GetNamespace(); ns != "" && p.namespaces != nil {
 		req.NamespaceObject = p.namespaces(ns)
+	}
+	nsObject := req.NamespaceObject
+	if req.GVK.Group == "" && req.GVK.Kind == "Namespace" {
+		nsObject = u.Object
+	}
+	var exclusions *constraint.Exclusions
+	if p.exclusions != nil {
+		exclusions = p.exclusions()
+	}
+	if skip, why := exclusions.WebhookSkips(constraint.ProcessMutation, req.GVK, u.GetName(), req.Namespace, nsObject); skip {
+		trace.AddPolicy(ctx, trace.Policy{Kind: "MutatingWebhook", Name: mutationWebhook, Verdict: trace.VerdictSkip, Reason: "no mutator applied: " + why})
+		return nil
 	}
 	changed, applied, err := p.system.Mutate(req, u)
 	// For the admission trace: the mutators that changed the object, as

@@ -223,6 +223,77 @@ func TestGatekeeperConstraints(t *testing.T) {
 		}
 	})
 
+	t.Run("the Config's spec.match and the ignore label keep namespaces out, per process", func(t *testing.T) {
+		inst.mustKubectlIn(t, "", "patch", "config", "config", "-n", "gatekeeper-system", "--type", "merge", "-p",
+			`{"spec":{"match":[{"excludedNamespaces":["excluded-*"],"processes":["webhook","audit","sync"]},{"excludedNamespaces":["mutate-quiet"],"processes":["mutation-webhook"]}]}}`)
+		// What Gatekeeper would pass over in silence is a kubectl warning.
+		_, stderr, err := inst.kubectlIn(t, "apiVersion: config.gatekeeper.sh/v1alpha1\nkind: Config\nmetadata:\n  name: config\n  namespace: gatekeeper-system\nspec:\n  match:\n  - excludedNamespaces: [a]\n    processes: [admission]\n", "apply", "--dry-run=server", "-f", "-")
+		if want := `Warning: Config gatekeeper-system/config: spec.match[0].processes[0]: unknown process "admission"`; err != nil || !strings.Contains(stderr, want) {
+			t.Errorf("Config with an unknown process: err %v, stderr:\n%s\nwant %s", err, stderr, want)
+		}
+		// A Namespace is matched by its own name: created although it
+		// has no owner label.
+		poll(t, 20*time.Second, func() error {
+			if _, stderr, err := inst.kubectl(t, "create", "namespace", "excluded-both"); err != nil {
+				return fmt.Errorf("namespace excluded-both without owner: %s", stderr)
+			}
+			return nil
+		})
+		disallowed := strings.ReplaceAll(podWith("x", "app", "docker.io/nginx:1.27", ""), "repos-a", "excluded-both")
+		if _, stderr, err := inst.kubectlIn(t, disallowed, "create", "--dry-run=server", "-f", "-"); err != nil {
+			t.Errorf("pod with a disallowed repo in an excluded namespace refused: %v\n%s", err, stderr)
+		}
+		if _, stderr, err := inst.kubectlIn(t, podWith("x", "app", "docker.io/nginx:1.27", ""), "create", "--dry-run=server", "-f", "-"); err == nil || !strings.Contains(stderr, "[repo-is-registry-example]") {
+			t.Errorf("pod with a disallowed repo in repos-a: err %v, stderr:\n%s", err, stderr)
+		}
+		stdout, stderr, code := runGatehouse(t, time.Minute, "trace", "--data-dir", inst.dataDir, "--namespace", "excluded-both", "--name", "x", "--limit", "1", "-o", "json")
+		if want := `excluded from process webhook by Config gatekeeper-system/config spec.match[0] (excludedNamespaces: \"excluded-both\" matches \"excluded-*\")`; code != 0 || !strings.Contains(stdout, want) {
+			t.Errorf("trace of the excluded pod (exit %d) lacks %s:\n%s%s", code, want, stdout, stderr)
+		}
+
+		// Audit leaves excluded-both out; default (no owner either) stays.
+		stdout, _, _ = runGatehouse(t, time.Minute, "audit", "--data-dir", inst.dataDir, "-o", "json")
+		if strings.Contains(stdout, "excluded-both") || !strings.Contains(stdout, `"default"`) {
+			t.Errorf("gatehouse audit: want default and not excluded-both among the violations:\n%s", stdout)
+		}
+
+		// sync: an ingress in excluded-both is not in data.inventory, so
+		// its host conflicts with nothing.
+		inst.mustKubectlIn(t, ingress("excluded-both", "hidden", "hidden.example"), "apply", "-f", "-")
+		inst.mustKubectlIn(t, ingress("repos-a", "seen", "seen.example"), "apply", "-f", "-")
+		poll(t, 20*time.Second, func() error {
+			if _, stderr, err := inst.kubectlIn(t, ingress("default", "same-as-seen", "seen.example"), "create", "--dry-run=server", "-f", "-"); err == nil {
+				return fmt.Errorf("the ingress in repos-a is not in data.inventory yet: %s", stderr)
+			}
+			return nil
+		})
+		if _, stderr, err := inst.kubectlIn(t, ingress("default", "same-as-hidden", "hidden.example"), "create", "--dry-run=server", "-f", "-"); err != nil {
+			t.Errorf("an ingress in a namespace excluded from sync was found in data.inventory: %v\n%s", err, stderr)
+		}
+
+		// mutation-webhook only: mutators skip mutate-quiet.
+		inst.mustKubectlIn(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: mutate-quiet\n  labels:\n    owner: e2e\n", "apply", "-f", "-")
+		quiet := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: m\n  namespace: mutate-quiet\nspec:\n  containers:\n  - name: app\n    image: nginx:1.27\n"
+		if out := inst.mustKubectlIn(t, quiet, "create", "--dry-run=server", "-f", "-", "-o", "jsonpath={.spec.containers[0].image}"); out != "nginx:1.27" {
+			t.Errorf("image in mutate-quiet = %q, want it unchanged (excluded from mutation-webhook)", out)
+		}
+
+		// The ignore label: only gatekeeper-system may carry it.
+		_, stderr, err = inst.kubectlIn(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: sneaky\n  labels:\n    owner: e2e\n    admission.gatekeeper.sh/ignore: \"true\"\n", "create", "--dry-run=server", "-f", "-")
+		if want := `admission webhook "check-ignore-label.gatekeeper.sh" denied the request: Only exempt namespace can have the admission.gatekeeper.sh/ignore label`; err == nil || !strings.Contains(stderr, want) {
+			t.Errorf("namespace with the ignore label: err %v, stderr:\n%s\nwant %s", err, stderr, want)
+		}
+		if _, stderr, err := inst.kubectl(t, "label", "namespace", "gatekeeper-system", "admission.gatekeeper.sh/ignore=yes", "--overwrite", "--dry-run=server"); err != nil {
+			t.Errorf("labelling gatekeeper-system: %v\n%s", err, stderr)
+		}
+		// gatekeeper-system, made by Gatehouse as a Gatekeeper install
+		// has it, is left alone by the constraints (it has no owner).
+		inPlace := strings.ReplaceAll(podWith("in-gk", "app", "docker.io/nginx:1.27", ""), "repos-a", "gatekeeper-system")
+		if _, stderr, err := inst.kubectlIn(t, inPlace, "create", "--dry-run=server", "-f", "-"); err != nil {
+			t.Errorf("pod in gatekeeper-system refused: %v\n%s", err, stderr)
+		}
+	})
+
 	t.Run("after a restart constraints are in force when ready is printed", func(t *testing.T) {
 		inst.stop(t)
 		inst.restart(t)
