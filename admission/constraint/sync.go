@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,8 @@ type Syncer struct {
 	ReadOnly bool
 
 	namespaces cache.Indexer
+	// status writes each constraint's status.byPod; nil when ReadOnly.
+	status *ByPodStatus
 
 	mu sync.Mutex
 	// watches stops each template kind's constraint informer.
@@ -106,6 +109,8 @@ func (s *Syncer) Start(ctx context.Context) error {
 		if err := s.ensureGatekeeperNamespace(ctx); err != nil {
 			return err
 		}
+		s.status = NewByPodStatus(s.dyn, s.logger)
+		go s.status.Run(ctx)
 	}
 
 	nsFactory := informers.NewSharedInformerFactory(s.kube, 0)
@@ -309,6 +314,7 @@ func (s *Syncer) watchConstraints(ctx context.Context, kind string) error {
 		if err != nil {
 			s.logger.Warn("constraint not in force", "constraint", kind+"/"+u.GetName(), "error", err)
 		}
+		s.status.Set(ConstraintGVR(kind), u, constraintByPod(u, err))
 	}
 	handled, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    add,
@@ -318,6 +324,7 @@ func (s *Syncer) watchConstraints(ctx context.Context, kind string) error {
 				obj = d.Obj
 			}
 			if u, ok := obj.(*unstructured.Unstructured); ok {
+				s.status.Forget(ConstraintGVR(kind), "", u.GetName())
 				if err := s.engine.RemoveConstraint(ctx, kind, u.GetName()); err != nil {
 					s.logger.Warn("removing constraint", "constraint", kind+"/"+u.GetName(), "error", err)
 				}
@@ -339,6 +346,22 @@ func (s *Syncer) watchConstraints(ctx context.Context, kind string) error {
 	s.watches[kind] = cancel
 	s.mu.Unlock()
 	return nil
+}
+
+// constraintByPod is a constraint's status.byPod entry as Gatekeeper's
+// constraint status controller writes it: enforced once the engine has it,
+// else the reason as an error.
+func constraintByPod(u *unstructured.Unstructured, err error) map[string]any {
+	entry := map[string]any{
+		"constraintUID":      string(u.GetUID()),
+		"enforced":           err == nil,
+		"observedGeneration": u.GetGeneration(),
+		"operations":         []any{"audit", "webhook"},
+	}
+	if err != nil {
+		entry["errors"] = []any{map[string]any{"code": "ingest_error", "message": strings.Join(strings.Fields(err.Error()), " ")}}
+	}
+	return entry
 }
 
 func (s *Syncer) templateDeleted(ctx context.Context, obj any) {

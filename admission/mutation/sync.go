@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -27,6 +29,13 @@ type Syncer struct {
 	dyn    dynamic.Interface
 	crds   apiextensionsclient.Interface
 	logger *slog.Logger
+
+	// status writes each mutator's status.byPod; stores are the four
+	// kinds' informer stores, by resource, to refresh every mutator's
+	// status when one change holds others back or lets them go.
+	status *constraint.ByPodStatus
+	mu     sync.Mutex
+	stores map[schema.GroupVersionResource]cache.Store
 }
 
 // NewSyncer returns a syncer for the cluster cfg points at.
@@ -52,12 +61,17 @@ func (s *Syncer) Start(ctx context.Context) error {
 	if err := constraint.EnsureCRDs(ctx, s.crds, s.dyn, false, crds...); err != nil {
 		return err
 	}
+	s.status = constraint.NewByPodStatus(s.dyn, s.logger)
+	go s.status.Run(ctx)
+	s.stores = map[schema.GroupVersionResource]cache.Store{}
 	factory := dynamicinformer.NewDynamicSharedInformerFactory(s.dyn, 0)
 	var synced []cache.InformerSynced
 	for _, crd := range crds {
 		gvr := schema.GroupVersionResource{Group: Group, Version: storageVersion(crd.Spec.Versions), Resource: crd.Spec.Names.Plural}
 		kind := crd.Spec.Names.Kind
-		handled, err := factory.ForResource(gvr).Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		informer := factory.ForResource(gvr).Informer()
+		s.stores[gvr] = informer.GetStore()
+		handled, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { s.upsert(obj) },
 			UpdateFunc: func(_, obj any) { s.upsert(obj) },
 			DeleteFunc: func(obj any) {
@@ -65,7 +79,9 @@ func (s *Syncer) Start(ctx context.Context) error {
 					obj = d.Obj
 				}
 				if u, ok := obj.(*unstructured.Unstructured); ok {
+					s.status.Forget(gvr, "", u.GetName())
 					s.system.Remove(kind, u.GetName())
+					s.refreshStatus()
 				}
 			},
 		})
@@ -104,6 +120,40 @@ func (s *Syncer) upsert(obj any) {
 	}
 	if err := s.system.Upsert(m); err != nil {
 		s.logger.Warn("gatekeeper mutator not applied", "mutator", u.GetKind()+"/"+u.GetName(), "error", err)
+	}
+	s.refreshStatus()
+}
+
+// refreshStatus sets every mutator's status.byPod, as Gatekeeper's mutator
+// status controller writes it: enforced unless it does not parse or is held
+// back by a schema conflict. Only changed entries are written.
+func (s *Syncer) refreshStatus() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for gvr, store := range s.stores {
+		for _, obj := range store.List() {
+			u, ok := obj.(*unstructured.Unstructured)
+			if !ok {
+				continue
+			}
+			entry := map[string]any{
+				"mutatorUID":         string(u.GetUID()),
+				"observedGeneration": u.GetGeneration(),
+				"operations":         []any{"mutation-webhook"},
+				"enforced":           true,
+			}
+			var problem map[string]any
+			if _, err := Parse(u); err != nil {
+				problem = map[string]any{"message": strings.Join(strings.Fields(err.Error()), " ")}
+			} else if with := s.system.Conflicts(u.GetKind(), u.GetName()); len(with) > 0 {
+				problem = map[string]any{"type": "schema_conflict", "message": "conflicts with " + strings.Join(with, ", ") + " on the shape of the objects they mutate; not applied until that changes"}
+			}
+			if problem != nil {
+				entry["enforced"] = false
+				entry["errors"] = []any{problem}
+			}
+			s.status.Set(gvr, u, entry)
+		}
 	}
 }
 

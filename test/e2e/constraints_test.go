@@ -31,6 +31,19 @@ func TestGatekeeperConstraints(t *testing.T) {
 		inst.mustKubectlIn(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: with-owner\n  labels:\n    owner: me\n", "create", "--dry-run=server", "-f", "-")
 	})
 
+	t.Run("constraints and mutators report enforced in status.byPod", func(t *testing.T) {
+		// What Gatekeeper users wait on before relying on a policy.
+		for _, obj := range []string{"k8srequiredlabels/ns-must-have-owner", "k8sallowedrepos/repo-is-registry-example", "assign/always-pull", "assignmetadata/owner-label"} {
+			if _, stderr, err := inst.kubectl(t, "wait", "--for=jsonpath={.status.byPod[0].enforced}=true", "--timeout=20s", obj); err != nil {
+				t.Errorf("kubectl wait for %s enforced: %v\n%s", obj, err, stderr)
+			}
+		}
+		out := inst.mustKubectlIn(t, "", "get", "k8srequiredlabels", "ns-must-have-owner", "-o", "jsonpath={.status.byPod[0].id} {.status.byPod[0].observedGeneration} {.status.byPod[0].operations}")
+		if want := `gatehouse 1 ["audit","webhook"]`; out != want {
+			t.Errorf("status.byPod of ns-must-have-owner = %q, want %q", out, want)
+		}
+	})
+
 	inst.mustKubectlIn(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: repos-a\n  labels:\n    owner: e2e\n", "apply", "-f", "-")
 
 	t.Run("allowed repos cover containers and initContainers", func(t *testing.T) {
@@ -318,6 +331,30 @@ func TestGatekeeperConstraints(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("mutators held back by a schema conflict say so in status.byPod", func(t *testing.T) {
+		assign := func(name, location string) string {
+			return "apiVersion: mutations.gatekeeper.sh/v1\nkind: Assign\nmetadata:\n  name: " + name + "\nspec:\n  applyTo:\n  - groups: [apps]\n    kinds: [Deployment]\n    versions: [v1]\n  location: \"" + location + "\"\n  parameters:\n    assign:\n      value: Always\n"
+		}
+		inst.mustKubectlIn(t, assign("keyed", "spec.template.spec.containers[name:*].imagePullPolicy"), "apply", "-f", "-")
+		if _, stderr, err := inst.kubectl(t, "wait", "--for=jsonpath={.status.byPod[0].enforced}=true", "--timeout=20s", "assign/keyed"); err != nil {
+			t.Fatalf("assign/keyed not enforced: %v\n%s", err, stderr)
+		}
+		inst.mustKubectlIn(t, assign("unkeyed", "spec.template.spec.containers.imagePullPolicy"), "apply", "-f", "-")
+		for _, name := range []string{"keyed", "unkeyed"} {
+			if _, stderr, err := inst.kubectl(t, "wait", "--for=jsonpath={.status.byPod[0].enforced}=false", "--timeout=20s", "assign/"+name); err != nil {
+				t.Errorf("assign/%s still enforced beside a conflicting mutator: %v\n%s", name, err, stderr)
+			}
+		}
+		out := inst.mustKubectlIn(t, "", "get", "assign", "keyed", "-o", "jsonpath={.status.byPod[0].errors[0].type}: {.status.byPod[0].errors[0].message}")
+		if !strings.HasPrefix(out, "schema_conflict: conflicts with Assign//unkeyed") {
+			t.Errorf("status.byPod error of assign/keyed = %q, want a schema_conflict naming Assign//unkeyed", out)
+		}
+		inst.mustKubectlIn(t, "", "delete", "assign", "unkeyed")
+		if _, stderr, err := inst.kubectl(t, "wait", "--for=jsonpath={.status.byPod[0].enforced}=true", "--timeout=20s", "assign/keyed"); err != nil {
+			t.Errorf("assign/keyed not enforced again once the conflict went: %v\n%s", err, stderr)
+		}
 	})
 
 	t.Run("deleting a constraint stops it", func(t *testing.T) {
