@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admission/cabundle"
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
+	"github.com/gatehouse-dev/gatehouse/admission/expansion"
 	"github.com/gatehouse-dev/gatehouse/admission/mutation"
 	"github.com/gatehouse-dev/gatehouse/admission/trace"
 	"github.com/gatehouse-dev/gatehouse/webhooks"
@@ -97,6 +98,16 @@ var gatehousePlugins = []Plugin{
 		DefaultOn: true,
 		Register: func(p *k8sadmission.Plugins, d Deps) {
 			constraint.Register(p, d.Constraints, d.Namespaces, d.Logger)
+		},
+	},
+	{
+		// Refuses ExpansionTemplates Gatekeeper would refuse; the
+		// constraint plugin does the expanding.
+		Name:      expansion.PluginName,
+		After:     constraint.PluginName,
+		DefaultOn: true,
+		Register: func(p *k8sadmission.Plugins, _ Deps) {
+			expansion.Register(p)
 		},
 	},
 }

@@ -29,8 +29,9 @@ func TestChainIsUpstreamOrder(t *testing.T) {
 	// Gatekeeper's mutators between MutatingAdmissionPolicy and the
 	// mutating webhooks, and constraints between ValidatingAdmissionPolicy
 	// and the validating webhooks.
-	// The caBundle injection runs after Gatekeeper's mutators.
-	want := []string{"MutatingAdmissionPolicy", "GatekeeperMutation", "GatehouseCABundleInjection", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "GatekeeperConstraints", "ValidatingAdmissionWebhook", "ResourceQuota"}
+	// The caBundle injection runs after Gatekeeper's mutators, the
+	// ExpansionTemplate check after the constraints.
+	want := []string{"MutatingAdmissionPolicy", "GatekeeperMutation", "GatehouseCABundleInjection", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "GatekeeperConstraints", "GatekeeperExpansionTemplates", "ValidatingAdmissionWebhook", "ResourceQuota"}
 	last := -1
 	for _, name := range want {
 		i := slices.Index(order, name)
@@ -49,7 +50,7 @@ func TestEnabledByDefault(t *testing.T) {
 	for _, name := range []string{
 		"NamespaceLifecycle", "LimitRanger", "ServiceAccount", "NodeRestriction", "PodSecurity",
 		"MutatingAdmissionPolicy", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota",
-		"GatekeeperConstraints", "GatekeeperMutation", "GatehouseCABundleInjection",
+		"GatekeeperConstraints", "GatekeeperMutation", "GatehouseCABundleInjection", "GatekeeperExpansionTemplates",
 	} {
 		if !slices.Contains(on, name) {
 			t.Errorf("%s is not enabled by default; enabled: %v", name, on)

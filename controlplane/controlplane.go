@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admission"
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
+	"github.com/gatehouse-dev/gatehouse/admission/expansion"
 	"github.com/gatehouse-dev/gatehouse/admission/mutation"
 	"github.com/gatehouse-dev/gatehouse/admission/trace"
 	"github.com/gatehouse-dev/gatehouse/config"
@@ -48,6 +49,8 @@ type ControlPlane struct {
 	Constraints *constraint.Engine
 	// Mutators are the Gatekeeper mutators the admission chain applies.
 	Mutators *mutation.System
+	// Expansions are the Gatekeeper ExpansionTemplates in force.
+	Expansions *expansion.System
 	// Traces are the admission traces of recent write requests.
 	Traces *trace.Recorder
 	// Webhooks is the webhook kit: the calls of admission webhooks,
@@ -192,6 +195,15 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	if err != nil {
 		return nil, err
 	}
+	// Gatekeeper ExpansionTemplates: workloads expanded into the resources
+	// they create (mutated by the same mutators), reviewed by the same
+	// engine at admission and in audit.
+	expansions := expansion.NewSystem(mutators)
+	engine.SetExpander(expansions)
+	expansionSyncer, err := expansion.NewSyncer(admin, expansions, logger)
+	if err != nil {
+		return nil, err
+	}
 	var traces *trace.Recorder
 	if cfg.TraceEnabled() {
 		traces = trace.NewRecorder(cfg.TraceBuffer)
@@ -250,16 +262,16 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	if err := readFaultAnnotations(ctrlCtx, admin, kit); err != nil {
 		return nil, err
 	}
-	cp.Constraints, cp.Mutators, cp.Traces = engine, mutators, traces
+	cp.Constraints, cp.Mutators, cp.Expansions, cp.Traces = engine, mutators, expansions, traces
 	if ephemeral {
 		if err := ensureSystemPriorityClasses(ctx, admin); err != nil {
 			return nil, err
 		}
 		// On the clients' context, which stops before the API server's:
 		// open watches would hold up its shutdown.
-		// Gatekeeper's syncers (seven CRDs to make and wait for) start
+		// Gatekeeper's syncers (eight CRDs to make and wait for) start
 		// when the first Gatekeeper policy comes: see StartGatekeeper.
-		cp.gatekeeper = func() error { return startGatekeeper(ctrlCtx, syncer, mutationSyncer) }
+		cp.gatekeeper = func() error { return startGatekeeper(ctrlCtx, syncer, mutationSyncer, expansionSyncer) }
 		ok = true
 		return cp, nil
 	}
@@ -279,7 +291,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 
 	// The constraint syncer installs its CRDs and loads the policies while
 	// the controller-manager builds its controllers.
-	if err := startGatekeeper(ctrlCtx, syncer, mutationSyncer); err != nil {
+	if err := startGatekeeper(ctrlCtx, syncer, mutationSyncer, expansionSyncer); err != nil {
 		return nil, err
 	}
 	// Gatekeeper's audit: existing objects against the constraints, into
@@ -327,17 +339,21 @@ func (cp *ControlPlane) StartGatekeeper() error {
 
 // startGatekeeper starts the constraint and mutator syncers together; each
 // spends most of its start waiting on the API server to serve its CRDs.
-func startGatekeeper(ctx context.Context, constraints *constraint.Syncer, mutators *mutation.Syncer) error {
+func startGatekeeper(ctx context.Context, constraints *constraint.Syncer, mutators *mutation.Syncer, expansions *expansion.Syncer) error {
 	var wg sync.WaitGroup
-	var cerr, merr error
+	var cerr, merr, eerr error
 	wg.Go(func() { cerr = constraints.Start(ctx) })
 	wg.Go(func() { merr = mutators.Start(ctx) })
+	wg.Go(func() { eerr = expansions.Start(ctx) })
 	wg.Wait()
 	if cerr != nil {
 		return fmt.Errorf("gatekeeper constraints: %w", cerr)
 	}
 	if merr != nil {
 		return fmt.Errorf("gatekeeper mutators: %w", merr)
+	}
+	if eerr != nil {
+		return fmt.Errorf("gatekeeper expansion templates: %w", eerr)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
+	"github.com/gatehouse-dev/gatehouse/admission/expansion"
 	"github.com/gatehouse-dev/gatehouse/admission/mutation"
 	"github.com/gatehouse-dev/gatehouse/admission/trace"
 	"github.com/gatehouse-dev/gatehouse/check"
@@ -118,10 +119,13 @@ func (s *Session) ApplyPolicies(ctx context.Context, checker *check.Checker, dir
 	constraints := map[string][]string{}
 	var mutators []*unstructured.Unstructured
 	config := false
+	var expansions []string
 	for _, d := range docs {
 		gvk := d.Object.GroupVersionKind()
 		kinds[gvk.Kind] = true
 		switch gvk.Group {
+		case expansion.Group:
+			expansions = append(expansions, d.Object.GetName())
 		case constraint.ConfigGroup:
 			config = config || (gvk.Kind == "Config" && d.Object.GetNamespace() == constraint.GatekeeperNamespace && d.Object.GetName() == constraint.ConfigName)
 		case constraint.TemplateGVR.Group:
@@ -163,7 +167,26 @@ func (s *Session) ApplyPolicies(ctx context.Context, checker *check.Checker, dir
 			return err
 		}
 	}
+	if err := waitExpansions(ctx, s.cp.Expansions, expansions); err != nil {
+		return err
+	}
 	return waitMutators(ctx, s.cp.Mutators, mutators)
+}
+
+// waitExpansions returns once every ExpansionTemplate is in the system.
+func waitExpansions(ctx context.Context, system *expansion.System, names []string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, name := range names {
+		for !system.Has(name) {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("ExpansionTemplate %s was not loaded: %w", name, ctx.Err())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 // waitExclusions returns once the Config's spec.match is in force: the

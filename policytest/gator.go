@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
+	"github.com/gatehouse-dev/gatehouse/admission/expansion"
+	"github.com/gatehouse-dev/gatehouse/admission/mutation"
 	"github.com/gatehouse-dev/gatehouse/policies"
 )
 
@@ -98,6 +100,9 @@ type loaded struct {
 	source     constraint.TemplateSource
 	constraint *constraint.Constraint
 	engine     *constraint.Engine
+	// expander holds the test's ExpansionTemplates (and mutators), nil
+	// without an expansion file.
+	expander *expansion.System
 }
 
 // engineWith returns a fresh engine with the test's template and
@@ -111,7 +116,47 @@ func (l *loaded) engineWith(ctx context.Context) (*constraint.Engine, error) {
 	if err := e.AddConstraint(ctx, &c); err != nil {
 		return nil, err
 	}
+	if l.expander != nil {
+		e.SetExpander(l.expander)
+	}
 	return e, nil
+}
+
+// loadExpansion reads a test's expansion file, as gator verify does: its
+// ExpansionTemplates, and the mutators that shape what they expand into.
+func (r *Runner) loadExpansion(dir, name string) (*expansion.System, error) {
+	objs, err := r.readAll(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	mutators := mutation.NewSystem()
+	sys := expansion.NewSystem(mutators)
+	templates := 0
+	for _, o := range objs {
+		switch o.GroupVersionKind().Group {
+		case expansion.Group:
+			t, err := expansion.Parse(o)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", o.GetKind(), o.GetName(), err)
+			}
+			sys.Upsert(t)
+			templates++
+		case mutation.Group:
+			m, err := mutation.Parse(o)
+			if err == nil {
+				err = mutators.Upsert(m)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", o.GetKind(), o.GetName(), err)
+			}
+		default:
+			return nil, fmt.Errorf("%s %s: only ExpansionTemplates and Gatekeeper mutators belong in an expansion file", o.GetKind(), o.GetName())
+		}
+	}
+	if templates == 0 {
+		return nil, errors.New("no ExpansionTemplate in the file")
+	}
+	return sys, nil
 }
 
 func (r *Runner) runTest(ctx context.Context, dir string, t *Test, covered map[string]bool) []CaseResult {
@@ -129,9 +174,6 @@ func (r *Runner) runTest(ctx context.Context, dir string, t *Test, covered map[s
 		if !selected {
 			return nil
 		}
-	}
-	if t.Expansion != "" {
-		return fail("expansion %s: Gatekeeper ExpansionTemplates are not supported by gatehouse test", t.Expansion)
 	}
 	if t.Template == "" {
 		return fail("template: Required value")
@@ -175,6 +217,12 @@ func (r *Runner) runTest(ctx context.Context, dir string, t *Test, covered map[s
 	policy := t.Name + ": " + c.Kind + " " + c.Name
 	covered[policy] = covered[policy] || false
 	l := &loaded{source: tmpl.Source(), constraint: c, engine: engine}
+	if t.Expansion != "" {
+		if l.expander, err = r.loadExpansion(dir, t.Expansion); err != nil {
+			return fail("expansion %s: %v", t.Expansion, err)
+		}
+		engine.SetExpander(l.expander)
+	}
 
 	var out []CaseResult
 	for _, tc := range t.Cases {
@@ -254,6 +302,13 @@ func (r *Runner) runCase(ctx context.Context, dir string, l *loaded, tc *Case) (
 			return failed("object %s: the AdmissionReview has no request", tc.Object)
 		}
 		review, target, err = constraint.RequestReview(ar.Request, nil)
+		if err == nil && target.Object != nil {
+			obj = &unstructured.Unstructured{Object: target.Object}
+			obj.SetGroupVersionKind(target.GVK)
+			obj.SetNamespace(target.Namespace)
+		} else {
+			obj = nil
+		}
 	} else {
 		review, err = constraint.AuditReview(obj, nil)
 		target = constraint.AuditTarget(obj, nil)
@@ -263,7 +318,16 @@ func (r *Runner) runCase(ctx context.Context, dir string, l *loaded, tc *Case) (
 	}
 	violations, err := engine.Review(ctx, review, target)
 	if err != nil {
-		return failed("reviewing %s %s: %v", obj.GetKind(), obj.GetName(), err)
+		return failed("reviewing %s %s: %v", target.GVK.Kind, target.Name, err)
+	}
+	// gator verify also reviews what the object expands into, with the
+	// "[Implied by <template>]" prefix.
+	if l.expander != nil && obj != nil {
+		expanded, err := engine.ReviewExpanded(ctx, obj, nil, nil)
+		if err != nil {
+			return failed("%v", err)
+		}
+		violations = append(violations, expanded...)
 	}
 	var msgs []string
 	for _, v := range violations {

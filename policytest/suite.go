@@ -41,8 +41,9 @@ type Test struct {
 	Name       string `json:"name"`
 	Template   string `json:"template"`
 	Constraint string `json:"constraint"`
-	// Expansion names Gatekeeper ExpansionTemplates, which Gatehouse does
-	// not support: such a test fails saying so.
+	// Expansion names a file of ExpansionTemplates (and the mutators that
+	// shape what they expand into): each case's object is also reviewed as
+	// the resources it expands into, as gator verify does.
 	Expansion string  `json:"expansion,omitempty"`
 	Cases     []*Case `json:"cases,omitempty"`
 	// Invalid says the constraint must be refused by the template's schema.

@@ -1,6 +1,7 @@
 package constraint
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -184,6 +185,11 @@ func (a *Auditor) Audit(ctx context.Context) ([]AuditResult, error) {
 		a.logger.Warn("audit: some API groups could not be discovered", "error", err)
 	}
 	kinds, all := auditKinds(audited)
+	if x := a.engine.expansion(); x != nil {
+		for _, k := range x.Generators() {
+			kinds[k] = true
+		}
+	}
 	var errs []error
 	namespaces := map[string]map[string]any{}
 	for _, r := range selectResources(lists, kinds, all) {
@@ -252,7 +258,13 @@ func (a *Auditor) reviewObject(ctx context.Context, obj *unstructured.Unstructur
 	if err != nil {
 		return fmt.Errorf("reviewing %s %s: %w", obj.GetKind(), objectName(obj.GetNamespace(), obj.GetName()), err)
 	}
-	col.add(obj, violations)
+	// Gatekeeper's audit also reviews what a workload expands into and
+	// reports it on the workload.
+	expanded, err := a.engine.ReviewExpanded(ctx, obj, ns, nil)
+	if err != nil {
+		return err
+	}
+	col.add(obj, append(violations, expanded...))
 	return nil
 }
 
@@ -397,7 +409,7 @@ func (col *auditCollector) add(obj *unstructured.Unstructured, violations []Viol
 		r.Total++
 		if len(r.Violations) < col.limit {
 			r.Violations = append(r.Violations, AuditViolation{
-				EnforcementAction: r.EnforcementAction,
+				EnforcementAction: cmp.Or(v.EnforcementAction, r.EnforcementAction),
 				Group:             gvk.Group,
 				Version:           gvk.Version,
 				Kind:              gvk.Kind,

@@ -16,6 +16,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 )
@@ -52,6 +53,80 @@ type Engine struct {
 	// exclusions are the Config's spec.match, replaced whole when it
 	// changes; nil until a Config is read.
 	exclusions atomic.Pointer[Exclusions]
+	// expander, when set, expands workloads (ExpansionTemplates).
+	expander atomic.Pointer[Expander]
+}
+
+// Expander turns a workload into the resources it would create, as
+// Gatekeeper's ExpansionTemplates do (package expansion implements it).
+type Expander interface {
+	// Expand returns the resources obj expands into, mutated by the
+	// mutators that apply to generated resources; none when no template
+	// applies to its kind. namespace is obj's Namespace object.
+	Expand(obj *unstructured.Unstructured, namespace map[string]any) ([]Resultant, error)
+	// Generators are the kinds that expand, which the audit lists too.
+	Generators() []string
+}
+
+// Resultant is one resource expanded from a workload: the mock object,
+// the ExpansionTemplate that made it, and that template's enforcement
+// action override ("" for none).
+type Resultant struct {
+	Object            *unstructured.Unstructured
+	Template          string
+	EnforcementAction string
+}
+
+// SetExpander makes the admission plugin and the audit also review what
+// workloads expand into.
+func (e *Engine) SetExpander(x Expander) { e.expander.Store(&x) }
+
+// expansion returns the Expander, or nil.
+func (e *Engine) expansion() Expander {
+	if x := e.expander.Load(); x != nil {
+		return *x
+	}
+	return nil
+}
+
+// ReviewExpanded reviews what obj expands into (see Expander), each
+// resultant as Gatekeeper reviews it (as its audit reviews an existing
+// object, with source Generated), and returns their violations with
+// Gatekeeper's "[Implied by <template>]" prefix and the template's
+// enforcement action override. explain, when set, is told per resultant
+// and constraint whether the constraint matched.
+func (e *Engine) ReviewExpanded(ctx context.Context, obj *unstructured.Unstructured, namespace map[string]any, explain func(r *Resultant, c *Constraint, matched bool, reason string)) ([]Violation, error) {
+	x := e.expansion()
+	if x == nil || obj == nil {
+		return nil, nil
+	}
+	resultants, err := x.Expand(obj, namespace)
+	if err != nil {
+		return nil, fmt.Errorf("expanding %s %s: %w", obj.GetKind(), objectName(obj.GetNamespace(), obj.GetName()), err)
+	}
+	var out []Violation
+	for i := range resultants {
+		r := &resultants[i]
+		review, err := AuditReview(r.Object, namespace)
+		if err != nil {
+			return nil, err
+		}
+		target := AuditTarget(r.Object, namespace)
+		target.Generated = true
+		if explain != nil {
+			target.Explain = func(c *Constraint, matched bool, reason string) { explain(r, c, matched, reason) }
+		}
+		violations, err := e.Review(ctx, review, target)
+		if err != nil {
+			return nil, fmt.Errorf("reviewing the %s implied by %s: %w", r.Object.GetKind(), r.Template, err)
+		}
+		for _, v := range violations {
+			v.Msg = fmt.Sprintf("[Implied by %s] %s", r.Template, v.Msg)
+			v.EnforcementAction = r.EnforcementAction
+			out = append(out, v)
+		}
+	}
+	return out, nil
 }
 
 // Exclusions returns the namespace exclusions of Gatekeeper's Config in
@@ -95,6 +170,9 @@ type Violation struct {
 	Constraint *Constraint
 	Msg        string
 	Details    any
+	// EnforcementAction, when set, replaces the constraint's actions: an
+	// ExpansionTemplate's override for the resources it expands.
+	EnforcementAction string
 }
 
 type compiledTemplate struct {

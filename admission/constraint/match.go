@@ -53,6 +53,10 @@ type Target struct {
 	// Explain, when set, is told for each constraint whether its match
 	// selected the target, and if not why (for the admission trace).
 	Explain func(c *Constraint, matched bool, reason string)
+	// Generated marks a resource expanded from a workload by an
+	// ExpansionTemplate (Gatekeeper's source Generated), which
+	// spec.match.source selects or leaves out.
+	Generated bool
 }
 
 // The rules below reproduce Gatekeeper's validation-target matcher:
@@ -77,8 +81,13 @@ func (m *Match) Matches(t *Target) (ok bool, reason string, err error) {
 	if t == nil {
 		return false, "", errors.New("match: no target")
 	}
-	if m.Source == "Generated" {
-		return false, "source: Generated (Gatehouse does not expand workloads)", nil
+	// pkg/mutation/match/match.go, sourceMatch: All (or unset) selects
+	// both kinds of resource.
+	switch {
+	case m.Source == "Generated" && !t.Generated:
+		return false, "source: Generated (only resources expanded from workloads)", nil
+	case m.Source == "Original" && t.Generated:
+		return false, "source: Original (not resources expanded from workloads)", nil
 	}
 
 	// pkg/target/matcher.go, matchAny: the match is run against the object

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 
@@ -143,10 +144,31 @@ func (p *Plugin) Validate(ctx context.Context, attrs admission.Attributes, o adm
 	if trace.Tracing(ctx) {
 		reportConstraints(ctx, matched, violations)
 	}
+	// Gatekeeper's webhook also reviews what a workload would create
+	// (ExpansionTemplates), and answers for both.
+	if target.Object != nil {
+		var expandedMatched []expandedMatch
+		var explain func(*Resultant, *Constraint, bool, string)
+		if trace.Tracing(ctx) {
+			explain = func(r *Resultant, c *Constraint, ok bool, _ string) {
+				if ok {
+					expandedMatched = append(expandedMatched, expandedMatch{r.Object.GetKind(), r.Template, c})
+				}
+			}
+		}
+		expanded, err := p.engine.ReviewExpanded(ctx, expansionBase(attrs, target.Object), target.NamespaceObject, explain)
+		if err != nil {
+			return apierrors.NewInternalError(fmt.Errorf("%s: %w", PluginName, err))
+		}
+		if trace.Tracing(ctx) {
+			reportExpanded(ctx, expandedMatched, expanded)
+		}
+		violations = append(violations, expanded...)
+	}
 	var denials []string
 	for _, v := range violations {
 		msg := fmt.Sprintf("[%s] %s", v.Constraint.Name, v.Msg)
-		for _, action := range v.Constraint.Actions() {
+		for _, action := range v.Actions() {
 			constraintViolations.WithLabelValues(v.Constraint.Kind, v.Constraint.Name, action).Inc()
 			switch action {
 			case ActionDeny:
@@ -297,15 +319,79 @@ func reportConstraints(ctx context.Context, matched []*Constraint, violations []
 		}
 		verdict := trace.VerdictAllow
 		for _, a := range c.Actions() {
-			switch {
-			case a == ActionDeny:
-				verdict = trace.VerdictDeny
-			case a == ActionWarn && verdict != trace.VerdictDeny:
-				verdict = trace.VerdictWarn
-			case a == ActionDryRun && verdict == trace.VerdictAllow:
-				verdict = trace.VerdictDryRun
-			}
+			verdict = strongerVerdict(verdict, a)
 		}
 		trace.AddPolicy(ctx, trace.Policy{Kind: c.Kind, Name: c.Name, Verdict: verdict, Message: strings.Join(msgs, "; ")})
 	}
+}
+
+// Actions are the enforcement actions of v at admission: its
+// ExpansionTemplate's override, or else its constraint's.
+func (v *Violation) Actions() []string {
+	if v.EnforcementAction != "" {
+		return []string{v.EnforcementAction}
+	}
+	return v.Constraint.Actions()
+}
+
+// expansionBase is the request's object as ExpansionTemplates read it,
+// with the request's kind and namespace, leaving the review's object as it
+// is.
+func expansionBase(attrs admission.Attributes, object map[string]any) *unstructured.Unstructured {
+	base := &unstructured.Unstructured{Object: maps.Clone(object)}
+	if md, ok := object["metadata"].(map[string]any); ok {
+		base.Object["metadata"] = maps.Clone(md)
+	}
+	base.SetGroupVersionKind(attrs.GetKind())
+	base.SetNamespace(attrs.GetNamespace())
+	return base
+}
+
+// expandedMatch is a constraint that selected a resource expanded from the
+// request's object.
+type expandedMatch struct {
+	kind, template string
+	constraint     *Constraint
+}
+
+// reportExpanded tells the admission trace what each constraint said of
+// the resources the request's object expands into.
+func reportExpanded(ctx context.Context, matched []expandedMatch, violations []Violation) {
+	spoke := map[*Constraint][]Violation{}
+	for _, v := range violations {
+		spoke[v.Constraint] = append(spoke[v.Constraint], v)
+	}
+	for _, m := range matched {
+		where := fmt.Sprintf("on the %s implied by ExpansionTemplate %s", m.kind, m.template)
+		vs := spoke[m.constraint]
+		if len(vs) == 0 {
+			trace.AddPolicy(ctx, trace.Policy{Kind: m.constraint.Kind, Name: m.constraint.Name, Verdict: trace.VerdictAllow, Reason: where})
+			continue
+		}
+		delete(spoke, m.constraint)
+		var msgs []string
+		verdict := trace.VerdictAllow
+		for _, v := range vs {
+			msgs = append(msgs, v.Msg)
+			for _, a := range v.Actions() {
+				verdict = strongerVerdict(verdict, a)
+			}
+		}
+		trace.AddPolicy(ctx, trace.Policy{Kind: m.constraint.Kind, Name: m.constraint.Name, Verdict: verdict, Reason: where, Message: strings.Join(msgs, "; ")})
+	}
+}
+
+// strongerVerdict is the trace verdict of a constraint that reported a
+// violation with action, given its verdict so far: deny over warn over
+// dryrun.
+func strongerVerdict(verdict, action string) string {
+	switch {
+	case action == ActionDeny:
+		return trace.VerdictDeny
+	case action == ActionWarn && verdict != trace.VerdictDeny:
+		return trace.VerdictWarn
+	case action == ActionDryRun && verdict == trace.VerdictAllow:
+		return trace.VerdictDryRun
+	}
+	return verdict
 }

@@ -48,6 +48,10 @@ type Request struct {
 	// subresource (pods/status, deployments/scale, …) are not mutated:
 	// Gatekeeper's webhook selects resources "*", which excludes them.
 	SubResource string
+	// Generated marks a resource expanded from a workload (an
+	// ExpansionTemplate's resultant): mutators with spec.match.source
+	// Generated apply to it, those with Original do not.
+	Generated bool
 }
 
 // System holds the mutators in force and applies them. It is safe for
@@ -199,7 +203,7 @@ func (s *System) Mutate(req *Request, obj *unstructured.Unstructured) (changed b
 		ns = ""
 	}
 	restore := setNamespace(work, ns)
-	target := &constraint.Target{GVK: req.GVK, Namespace: ns, Object: work.Object, NamespaceObject: req.NamespaceObject}
+	target := &constraint.Target{GVK: req.GVK, Namespace: ns, Object: work.Object, NamespaceObject: req.NamespaceObject, Generated: req.Generated}
 	if isNamespace {
 		target.NamespaceObject = work.Object
 	}

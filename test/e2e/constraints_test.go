@@ -307,6 +307,38 @@ func TestGatekeeperConstraints(t *testing.T) {
 		}
 	})
 
+	t.Run("an ExpansionTemplate makes a Deployment answer for the pods it would create", func(t *testing.T) {
+		tmpl := "apiVersion: expansion.gatekeeper.sh/v1beta1\nkind: ExpansionTemplate\nmetadata:\n  name: expand-deployments\nspec:\n  applyTo:\n  - groups: [apps]\n    kinds: [Deployment]\n    versions: [v1]\n  templateSource: spec.template\n  generatedGVK: {group: \"\", version: v1, kind: Pod}\n"
+		// One Gatekeeper refuses is refused, naming the field.
+		_, stderr, err := inst.kubectlIn(t, strings.Replace(tmpl, "  templateSource: spec.template\n", "", 1), "apply", "-f", "-")
+		if err == nil || !strings.Contains(stderr, "spec.templateSource: Required value") {
+			t.Errorf("ExpansionTemplate without templateSource: err %v, stderr:\n%s", err, stderr)
+		}
+		inst.mustKubectlIn(t, tmpl, "apply", "-f", "-")
+		if _, stderr, err := inst.kubectl(t, "wait", "--for=jsonpath={.status.byPod[0].enforced}=true", "--timeout=20s", "expansiontemplate/expand-deployments"); err != nil {
+			t.Fatalf("expansion template not enforced: %v\n%s", err, stderr)
+		}
+		want := "[repo-is-registry-example] [Implied by expand-deployments] container <nginx> has an invalid image repo <docker.io/nginx:1.27>"
+		poll(t, 20*time.Second, func() error {
+			_, stderr, err := inst.kubectl(t, "create", "deployment", "web", "-n", "repos-a", "--image=docker.io/nginx:1.27", "--dry-run=server")
+			if err == nil || !strings.Contains(stderr, want) {
+				return fmt.Errorf("deployment with a disallowed image: err %v, stderr %s; want %s", err, stderr, want)
+			}
+			return nil
+		})
+		// An allowed image passes, with the warn constraint's warning about
+		// the pods it would create.
+		_, stderr, err = inst.kubectl(t, "create", "deployment", "web", "-n", "repos-a", "--image=registry.example/nginx:1.27", "--dry-run=server")
+		if err != nil || !strings.Contains(stderr, `Warning: [pods-should-have-team] [Implied by expand-deployments] you must provide labels: {"team"}`) {
+			t.Errorf("deployment with an allowed image: err %v, stderr:\n%s", err, stderr)
+		}
+		// The trace says which pod the denial was about.
+		stdout, stderr, code := runGatehouse(t, time.Minute, "trace", "--data-dir", inst.dataDir, "--namespace", "repos-a", "--name", "web", "--verdict", "deny", "--limit", "1", "-o", "json")
+		if wantTrace := "on the Pod implied by ExpansionTemplate expand-deployments"; code != 0 || !strings.Contains(stdout, wantTrace) {
+			t.Errorf("trace of the denied deployment (exit %d) lacks %q:\n%s%s", code, wantTrace, stdout, stderr)
+		}
+	})
+
 	t.Run("after a restart constraints are in force when ready is printed", func(t *testing.T) {
 		inst.stop(t)
 		inst.restart(t)
