@@ -3,6 +3,7 @@ package kubelet
 import (
 	"context"
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -128,6 +129,30 @@ func TestRegistryOf(t *testing.T) {
 	} {
 		if got := registryOf(image); got != want {
 			t.Errorf("registryOf(%q) = %q, want %q", image, got, want)
+		}
+	}
+}
+
+func TestAwaitingOOMReason(t *testing.T) {
+	now := time.Now()
+	exited := func(code int32, reason string, ago time.Duration) v1.PodStatus {
+		return v1.PodStatus{ContainerStatuses: []v1.ContainerStatus{{State: v1.ContainerState{Terminated: &v1.ContainerStateTerminated{
+			ExitCode: code, Reason: reason, FinishedAt: metav1.NewTime(now.Add(-ago)),
+		}}}}}
+	}
+	for _, tc := range []struct {
+		name   string
+		status v1.PodStatus
+		want   bool
+	}{
+		{"fresh 137 called Error", exited(137, "Error", 100*time.Millisecond), true},
+		{"137 explained", exited(137, "OOMKilled", 100*time.Millisecond), false},
+		{"137 long ago", exited(137, "Error", oomReasonWait+time.Second), false},
+		{"other failure", exited(1, "Error", 100*time.Millisecond), false},
+		{"running", v1.PodStatus{ContainerStatuses: []v1.ContainerStatus{{State: v1.ContainerState{Running: &v1.ContainerStateRunning{}}}}}, false},
+	} {
+		if got := awaitingOOMReason(&tc.status, now); got != tc.want {
+			t.Errorf("%s: awaitingOOMReason = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -155,6 +155,12 @@ func (a *Agent) syncPod(ctx context.Context, w *podWorker, pod *v1.Pod) (time.Du
 		sync.state = state
 	}
 	status := a.podStatus(pod, w, sync)
+	if (status.Phase == v1.PodSucceeded || status.Phase == v1.PodFailed) && awaitingOOMReason(&status, time.Now()) {
+		// The final status is written once; containerd can report a
+		// container's OOM kill just after its exit, so a fresh exit 137
+		// not yet explained is read again first.
+		return oomReasonRetry, false
+	}
 	a.probes.setStatus(pod, status)
 	if err := a.postStatus(ctx, pod, status); apierrors.IsNotFound(err) {
 		return 0, false // deleted meanwhile: the informer says so next
@@ -170,6 +176,27 @@ func (a *Agent) syncPod(ctx context.Context, w *podWorker, pod *v1.Pod) (time.Du
 	}
 	a.collectGarbage(ctx, sync.state, pod)
 	return requeue, false
+}
+
+// oomReasonRetry and oomReasonWait: how often and how long after a
+// container's exit 137 its status is read again for the OOMKilled reason.
+const (
+	oomReasonRetry = 100 * time.Millisecond
+	oomReasonWait  = 2 * time.Second
+)
+
+// awaitingOOMReason reports whether a container of status exited 137
+// (SIGKILL) with no reason but Error less than oomReasonWait ago: the
+// runtime's OOM event may still come.
+func awaitingOOMReason(status *v1.PodStatus, now time.Time) bool {
+	for _, list := range [][]v1.ContainerStatus{status.InitContainerStatuses, status.ContainerStatuses} {
+		for _, cs := range list {
+			if t := cs.State.Terminated; t != nil && t.ExitCode == 137 && t.Reason == "Error" && now.Sub(t.FinishedAt.Time) < oomReasonWait {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func nonZero(d, otherwise time.Duration) time.Duration {
