@@ -74,13 +74,9 @@ var gatehousePlugins = []Plugin{
 		After:     AfterMutatingPolicies,
 		DefaultOn: true,
 		Register: func(p *k8sadmission.Plugins, d Deps) {
-			// Gatekeeper's Config, which the constraint syncer reads, also
-			// excludes namespaces from mutation.
-			var exclusions func() *constraint.Exclusions
-			if d.Constraints != nil {
-				exclusions = d.Constraints.Exclusions
-			}
-			mutation.Register(p, d.Mutators, d.Namespaces, exclusions, d.Logger)
+			// Gatekeeper's Config, which the constraint syncer reads, and
+			// its exempt namespaces also keep namespaces from mutation.
+			mutation.Register(p, d.Mutators, d.Namespaces, d.Constraints, d.Logger)
 		},
 	},
 	{

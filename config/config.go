@@ -68,6 +68,12 @@ type Config struct {
 	// against the cluster's objects (Gatekeeper's --audit-interval); 0
 	// disables the audit. A pointer so that an explicit 0 survives.
 	AuditInterval *metav1.Duration `json:"auditInterval,omitempty"`
+	// ExemptNamespaces are the namespaces Gatekeeper's webhooks leave
+	// alone besides gatekeeper-system, which alone may carry the
+	// admission.gatekeeper.sh/ignore label (Gatekeeper's
+	// --exempt-namespace, and with a leading or trailing "*" its
+	// --exempt-namespace-suffix and --exempt-namespace-prefix).
+	ExemptNamespaces []string `json:"exemptNamespaces,omitempty"`
 	// Trace turns the admission trace on (the default) or off.
 	Trace *bool `json:"trace,omitempty"`
 	// TraceBuffer is how many admission traces are kept in memory (the
@@ -306,6 +312,18 @@ func (c *Config) Validate() error {
 	}
 	if c.AuditEvery() < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("auditInterval"), c.AuditEvery().String(), "must be 0 (no audit) or positive"))
+	}
+	for i, ns := range c.ExemptNamespaces {
+		name := strings.TrimSuffix(strings.TrimPrefix(ns, "*"), "*")
+		if strings.HasPrefix(ns, "*") && strings.HasSuffix(ns, "*") || name == "" {
+			errs = append(errs, field.Invalid(field.NewPath("exemptNamespaces").Index(i), ns, `a namespace name, or a prefix ending in "*" or a suffix starting with "*"`))
+			continue
+		}
+		// A prefix or suffix need not be a whole name, but holds only
+		// what names hold.
+		if msgs := validation.IsDNS1123Label(strings.Trim(name, "-")); len(msgs) > 0 && strings.Trim(name, "-") != "" {
+			errs = append(errs, field.Invalid(field.NewPath("exemptNamespaces").Index(i), ns, strings.Join(msgs, "; ")))
+		}
 	}
 	if !slices.Contains(runtimes, c.Runtime) {
 		errs = append(errs, field.NotSupported(field.NewPath("runtime"), c.Runtime, runtimes))

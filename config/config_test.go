@@ -326,6 +326,15 @@ func TestValidate(t *testing.T) {
 			wantFields: []string{"dataDir"},
 		},
 		{
+			name:   "exempt namespaces: names, prefixes and suffixes",
+			mutate: func(c *Config) { c.ExemptNamespaces = []string{"kube-system", "kube-*", "*-system", "team-a"} },
+		},
+		{
+			name:       "exempt namespaces: a bad name and a glob on both ends",
+			mutate:     func(c *Config) { c.ExemptNamespaces = []string{"Kube_System", "*x*"} },
+			wantFields: []string{"exemptNamespaces[0]", "exemptNamespaces[1]"},
+		},
+		{
 			name:       "port zero",
 			mutate:     func(c *Config) { c.APIPort = 0 },
 			wantFields: []string{"apiPort"},
@@ -667,6 +676,7 @@ var flagFields = map[string]string{
 	"webhook-log-file":            "webhookLogFile",
 	"policies":                    "policies",
 	"etcd-servers":                "etcd.servers",
+	"exempt-namespace":            "exemptNamespaces",
 	"etcd-cafile":                 "etcd.caFile",
 	"etcd-certfile":               "etcd.certFile",
 	"etcd-keyfile":                "etcd.keyFile",
@@ -787,7 +797,7 @@ func TestAddFlags(t *testing.T) {
 		"api-port", "audit-interval", "bind-address", "cluster-cidr", "container-runtime-endpoint",
 		"controller-manager-port", "data-dir", "etcd-cafile", "etcd-certfile",
 		"etcd-client-port", "etcd-keyfile", "etcd-peer-port", "etcd-servers",
-		"kube-apiserver-arg", "kube-controller-manager-arg", "kube-scheduler-arg",
+		"exempt-namespace", "kube-apiserver-arg", "kube-controller-manager-arg", "kube-scheduler-arg",
 		"kubelet-port", "node", "policies", "runtime", "scheduler-port",
 		"service-cidr", "trace", "trace-buffer", "trace-file",
 		"webhook-log-file", "webhook-log-size",

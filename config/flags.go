@@ -40,6 +40,9 @@ var flagSpecs = []flagSpec{
 		copy: func(dst, src *Config) { dst.AuditInterval = &metav1.Duration{Duration: src.AuditEvery()} },
 	},
 
+	bind("exempt-namespace", (*pflag.FlagSet).StringArrayVar, func(c *Config) *[]string { return &c.ExemptNamespaces },
+		"Namespace that Gatekeeper's constraints and mutators leave alone and that may carry the admission.gatekeeper.sh/ignore label, as Gatekeeper's --exempt-namespace (repeatable; kube-* or *-system for a prefix or suffix). gatekeeper-system always is."),
+
 	onByDefault("trace", func(c *Config) **bool { return &c.Trace },
 		"Record every admission decision step by step for gatehouse trace. Use --trace=false to turn it off."),
 	bind("trace-buffer", (*pflag.FlagSet).IntVar, func(c *Config) *int { return &c.TraceBuffer },

@@ -184,6 +184,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	// Gatekeeper constraints: one engine, filled by the syncer from the
 	// cluster's templates and constraints, read by the admission plugin.
 	engine := constraint.NewEngine(0)
+	engine.SetExempt(cfg.ExemptNamespaces)
 	syncer, err := constraint.NewSyncer(admin, engine, logger)
 	if err != nil {
 		return nil, err

@@ -55,6 +55,23 @@ type Engine struct {
 	exclusions atomic.Pointer[Exclusions]
 	// expander, when set, expands workloads (ExpansionTemplates).
 	expander atomic.Pointer[Expander]
+	// exempt are the namespaces exempt besides gatekeeper-system.
+	exempt atomic.Pointer[Exempt]
+}
+
+// SetExempt sets the namespaces Gatekeeper's webhooks leave alone besides
+// gatekeeper-system (gatehouse up --exempt-namespace).
+func (e *Engine) SetExempt(namespaces []string) {
+	x := Exempt(slices.Clone(namespaces))
+	e.exempt.Store(&x)
+}
+
+// Exempt returns the namespaces exempt besides gatekeeper-system.
+func (e *Engine) Exempt() Exempt {
+	if x := e.exempt.Load(); x != nil {
+		return *x
+	}
+	return nil
 }
 
 // Expander turns a workload into the resources it would create, as

@@ -32,9 +32,27 @@ var allProcesses = []Process{ProcessAudit, ProcessWebhook, ProcessMutation, Proc
 const IgnoreLabel = "admission.gatekeeper.sh/ignore"
 
 // ExemptNamespace is the namespace Gatekeeper's webhook configurations
-// leave out (its chart's --exempt-namespace, the namespace it runs in), and
-// the only one that may carry IgnoreLabel.
+// always leave out (its chart's --exempt-namespace, the namespace it runs
+// in), which may carry IgnoreLabel.
 const ExemptNamespace = GatekeeperNamespace
+
+// Exempt are the namespaces exempt besides ExemptNamespace (gatehouse
+// up --exempt-namespace): names, or globs "prefix*" and "*suffix" as
+// Gatekeeper's --exempt-namespace-prefix and --exempt-namespace-suffix.
+type Exempt []string
+
+// Has reports whether namespace is exempt, and by which entry.
+func (e Exempt) Has(namespace string) (bool, string) {
+	if namespace == ExemptNamespace {
+		return true, ExemptNamespace
+	}
+	for _, glob := range e {
+		if wildcardMatches(glob, namespace) {
+			return true, glob
+		}
+	}
+	return false, ""
+}
 
 // Exclusions are the namespace exclusions of Gatekeeper's Config
 // (gatekeeper-system/config, spec.match): each entry keeps its processes
@@ -234,7 +252,7 @@ func (x *Exclusions) Equal(y *Exclusions, process Process) bool {
 // labels), and the webhook itself answers "allowed" for namespaces the
 // Config excludes from that process. ns is the request's Namespace object
 // (the object itself for a Namespace), nil when unknown or cluster-scoped.
-func (x *Exclusions) WebhookSkips(process Process, gvk schema.GroupVersionKind, name, namespace string, ns map[string]any) (bool, string) {
+func (x *Exclusions) WebhookSkips(process Process, exempt Exempt, gvk schema.GroupVersionKind, name, namespace string, ns map[string]any) (bool, string) {
 	nsName := namespace
 	if isNamespaceKind(gvk) {
 		nsName = name
@@ -244,8 +262,10 @@ func (x *Exclusions) WebhookSkips(process Process, gvk schema.GroupVersionKind, 
 		nsLabels = (&unstructured.Unstructured{Object: ns}).GetLabels()
 	}
 	if nsName != "" {
-		if nsName == ExemptNamespace {
+		if ok, by := exempt.Has(nsName); ok && by == ExemptNamespace {
 			return true, fmt.Sprintf("namespace %q is exempt: Gatekeeper's webhook configurations leave out the namespace Gatekeeper runs in", nsName)
+		} else if ok {
+			return true, fmt.Sprintf("namespace %q is exempt (--exempt-namespace %s): Gatekeeper's webhook configurations leave it out", nsName, by)
 		}
 		if _, ok := nsLabels[IgnoreLabel]; ok {
 			return true, fmt.Sprintf("namespace %q has the label %s: Gatekeeper's webhook configurations leave it out", nsName, IgnoreLabel)
@@ -257,12 +277,12 @@ func (x *Exclusions) WebhookSkips(process Process, gvk schema.GroupVersionKind, 
 // IgnoreLabelRefusal is what Gatekeeper's check-ignore-label webhook says
 // to a Namespace created or updated with IgnoreLabel outside the exempt
 // namespaces, or "" when it allows it.
-func IgnoreLabelRefusal(gvk schema.GroupVersionKind, obj map[string]any) string {
+func IgnoreLabelRefusal(exempt Exempt, gvk schema.GroupVersionKind, obj map[string]any) string {
 	if !isNamespaceKind(gvk) || obj == nil {
 		return ""
 	}
 	u := &unstructured.Unstructured{Object: obj}
-	if u.GetName() == ExemptNamespace {
+	if ok, _ := exempt.Has(u.GetName()); ok {
 		return ""
 	}
 	if _, ok := u.GetLabels()[IgnoreLabel]; !ok {

@@ -140,9 +140,13 @@ func TestWebhookSkips(t *testing.T) {
 		{"ignore label on the Namespace itself", namespaceGVK, "quiet", "", labelled, true, IgnoreLabel},
 		{"Config", podGVK, "p", "skipped", nil, true, "spec.match[0]"},
 		{"none", podGVK, "p", "default", nil, false, ""},
+		{"--exempt-namespace prefix", podGVK, "p", "kube-system", nil, true, "(--exempt-namespace kube-*)"},
+		{"--exempt-namespace suffix", podGVK, "p", "net-infra", nil, true, "(--exempt-namespace *-infra)"},
+		{"--exempt-namespace name, the Namespace itself", namespaceGVK, "team-x", "", nil, true, "(--exempt-namespace team-x)"},
+		{"--exempt-namespace name is exact", podGVK, "p", "team-xy", nil, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			skip, why := x.WebhookSkips(ProcessWebhook, tc.gvk, tc.obj, tc.ns, tc.nsObject)
+			skip, why := x.WebhookSkips(ProcessWebhook, Exempt{"kube-*", "*-infra", "team-x"}, tc.gvk, tc.obj, tc.ns, tc.nsObject)
 			if skip != tc.skip || !strings.Contains(why, tc.want) {
 				t.Errorf("WebhookSkips = %v, %q; want %v containing %q", skip, why, tc.skip, tc.want)
 			}
@@ -150,7 +154,7 @@ func TestWebhookSkips(t *testing.T) {
 	}
 	// Without a Config, the label and the exempt namespace still count.
 	var none *Exclusions
-	if skip, _ := none.WebhookSkips(ProcessMutation, podGVK, "p", "quiet", labelled); !skip {
+	if skip, _ := none.WebhookSkips(ProcessMutation, nil, podGVK, "p", "quiet", labelled); !skip {
 		t.Error("nil Exclusions: the ignore label did not skip")
 	}
 }
@@ -159,16 +163,19 @@ func TestIgnoreLabelRefusal(t *testing.T) {
 	ns := func(name string, labels map[string]any) map[string]any {
 		return map[string]any{"metadata": map[string]any{"name": name, "labels": labels}}
 	}
-	if msg := IgnoreLabelRefusal(namespaceGVK, ns("team-a", map[string]any{IgnoreLabel: "true"})); !strings.Contains(msg, "Only exempt namespace can have the "+IgnoreLabel+" label") {
+	if msg := IgnoreLabelRefusal(nil, namespaceGVK, ns("team-a", map[string]any{IgnoreLabel: "true"})); !strings.Contains(msg, "Only exempt namespace can have the "+IgnoreLabel+" label") {
 		t.Errorf("labelled team-a: %q", msg)
 	}
-	if msg := IgnoreLabelRefusal(namespaceGVK, ns("gatekeeper-system", map[string]any{IgnoreLabel: "true"})); msg != "" {
+	if msg := IgnoreLabelRefusal(nil, namespaceGVK, ns("gatekeeper-system", map[string]any{IgnoreLabel: "true"})); msg != "" {
 		t.Errorf("labelled gatekeeper-system refused: %q", msg)
 	}
-	if msg := IgnoreLabelRefusal(namespaceGVK, ns("team-a", map[string]any{"owner": "x"})); msg != "" {
+	if msg := IgnoreLabelRefusal(nil, namespaceGVK, ns("team-a", map[string]any{"owner": "x"})); msg != "" {
 		t.Errorf("team-a without the label refused: %q", msg)
 	}
-	if msg := IgnoreLabelRefusal(podGVK, ns("p", map[string]any{IgnoreLabel: "true"})); msg != "" {
+	if msg := IgnoreLabelRefusal(Exempt{"kube-*"}, namespaceGVK, ns("kube-system", map[string]any{IgnoreLabel: "true"})); msg != "" {
+		t.Errorf("labelled kube-system refused although exempt by kube-*: %q", msg)
+	}
+	if msg := IgnoreLabelRefusal(nil, podGVK, ns("p", map[string]any{IgnoreLabel: "true"})); msg != "" {
 		t.Errorf("a Pod with the label refused: %q", msg)
 	}
 }

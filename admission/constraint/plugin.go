@@ -116,10 +116,10 @@ func (p *Plugin) Validate(ctx context.Context, attrs admission.Attributes, o adm
 	}
 	target := p.target(attrs, review)
 	target.Attributes = versioned
-	if err := refuseIgnoreLabel(ctx, target); err != nil {
+	if err := refuseIgnoreLabel(ctx, p.engine.Exempt(), target); err != nil {
 		return err
 	}
-	if skip, why := p.engine.Exclusions().WebhookSkips(ProcessWebhook, target.GVK, target.Name, target.Namespace, target.NamespaceObject); skip {
+	if skip, why := p.engine.Exclusions().WebhookSkips(ProcessWebhook, p.engine.Exempt(), target.GVK, target.Name, target.Namespace, target.NamespaceObject); skip {
 		// Gatekeeper's webhook is not called, or answers "allowed" at
 		// once: no constraint is evaluated.
 		trace.AddPolicy(ctx, trace.Policy{Kind: "ValidatingWebhook", Name: EnforcementPoint, Verdict: trace.VerdictSkip, Reason: "no constraint evaluated: " + why})
@@ -220,8 +220,8 @@ func warnAboutConfig(ctx context.Context, attrs admission.Attributes) {
 // refuseIgnoreLabel answers for Gatekeeper's check-ignore-label webhook: a
 // Namespace may carry IgnoreLabel only if it is exempt, or anyone allowed
 // to label a namespace could take it out of every policy.
-func refuseIgnoreLabel(ctx context.Context, t *Target) error {
-	msg := IgnoreLabelRefusal(t.GVK, t.Object)
+func refuseIgnoreLabel(ctx context.Context, exempt Exempt, t *Target) error {
+	msg := IgnoreLabelRefusal(exempt, t.GVK, t.Object)
 	if msg == "" {
 		return nil
 	}

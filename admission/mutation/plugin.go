@@ -24,12 +24,13 @@ const PluginName = "GatekeeperMutation"
 const mutationWebhook = "mutation.gatekeeper.sh"
 
 // Register registers the plugin with system, namespaces (for
-// spec.match.namespaceSelector) and exclusions (Gatekeeper's Config in
-// force; nil for none).
-func Register(plugins *admission.Plugins, system *System, namespaces constraint.NamespaceLookup, exclusions func() *constraint.Exclusions, logger *slog.Logger) {
+// spec.match.namespaceSelector) and gatekeeper, the constraint engine
+// whose Config exclusions and exempt namespaces also apply to mutation
+// (nil for none).
+func Register(plugins *admission.Plugins, system *System, namespaces constraint.NamespaceLookup, gatekeeper *constraint.Engine, logger *slog.Logger) {
 	plugins.Register(PluginName, func(io.Reader) (admission.Interface, error) {
 		p := NewPlugin(system, namespaces, logger)
-		p.exclusions = exclusions
+		p.gatekeeper = gatekeeper
 		return p, nil
 	})
 }
@@ -45,7 +46,7 @@ type Plugin struct {
 	*admission.Handler
 	system     *System
 	namespaces constraint.NamespaceLookup
-	exclusions func() *constraint.Exclusions
+	gatekeeper *constraint.Engine
 	logger     *slog.Logger
 }
 
@@ -107,10 +108,11 @@ func (p *Plugin) mutate(ctx context.Context, attrs admission.Attributes, o admis
 		nsObject = u.Object
 	}
 	var exclusions *constraint.Exclusions
-	if p.exclusions != nil {
-		exclusions = p.exclusions()
+	var exempt constraint.Exempt
+	if p.gatekeeper != nil {
+		exclusions, exempt = p.gatekeeper.Exclusions(), p.gatekeeper.Exempt()
 	}
-	if skip, why := exclusions.WebhookSkips(constraint.ProcessMutation, req.GVK, u.GetName(), req.Namespace, nsObject); skip {
+	if skip, why := exclusions.WebhookSkips(constraint.ProcessMutation, exempt, req.GVK, u.GetName(), req.Namespace, nsObject); skip {
 		trace.AddPolicy(ctx, trace.Policy{Kind: "MutatingWebhook", Name: mutationWebhook, Verdict: trace.VerdictSkip, Reason: "no mutator applied: " + why})
 		return nil
 	}

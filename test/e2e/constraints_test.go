@@ -17,7 +17,7 @@ func TestGatekeeperConstraints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst := startGatehouse(t, "--policies", dir, "--audit-interval", "2s")
+	inst := startGatehouse(t, "--policies", dir, "--audit-interval", "2s", "--exempt-namespace", "repos-exempt")
 	if s := inst.stderr(); strings.Contains(s, "not applied") || strings.Contains(s, "not in force") {
 		t.Fatalf("policies did not all apply:\n%s", s)
 	}
@@ -298,6 +298,12 @@ func TestGatekeeperConstraints(t *testing.T) {
 		}
 		if _, stderr, err := inst.kubectl(t, "label", "namespace", "gatekeeper-system", "admission.gatekeeper.sh/ignore=yes", "--overwrite", "--dry-run=server"); err != nil {
 			t.Errorf("labelling gatekeeper-system: %v\n%s", err, stderr)
+		}
+		// --exempt-namespace: left alone, and may carry the label.
+		inst.mustKubectlIn(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: repos-exempt\n  labels:\n    admission.gatekeeper.sh/ignore: \"yes\"\n", "apply", "-f", "-")
+		exempt := strings.ReplaceAll(podWith("in-exempt", "app", "docker.io/nginx:1.27", ""), "repos-a", "repos-exempt")
+		if _, stderr, err := inst.kubectlIn(t, exempt, "create", "--dry-run=server", "-f", "-"); err != nil {
+			t.Errorf("pod in the --exempt-namespace refused: %v\n%s", err, stderr)
 		}
 		// gatekeeper-system, made by Gatehouse as a Gatekeeper install
 		// has it, is left alone by the constraints (it has no owner).
