@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 )
 
@@ -83,6 +84,9 @@ type Expander interface {
 	Expand(obj *unstructured.Unstructured, namespace map[string]any) ([]Resultant, error)
 	// Generators are the kinds that expand, which the audit lists too.
 	Generators() []string
+	// Expands reports whether some template applies to gvk, so that
+	// requests for other kinds skip expansion without copying anything.
+	Expands(gvk schema.GroupVersionKind) bool
 }
 
 // Resultant is one resource expanded from a workload: the mock object,
@@ -106,6 +110,12 @@ func (e *Engine) expansion() Expander {
 	return nil
 }
 
+// Expands reports whether objects of kind gvk are expanded (see Expander).
+func (e *Engine) Expands(gvk schema.GroupVersionKind) bool {
+	x := e.expansion()
+	return x != nil && x.Expands(gvk)
+}
+
 // ReviewExpanded reviews what obj expands into (see Expander), each
 // resultant as Gatekeeper reviews it (as its audit reviews an existing
 // object, with source Generated), and returns their violations with
@@ -114,7 +124,7 @@ func (e *Engine) expansion() Expander {
 // and constraint whether the constraint matched.
 func (e *Engine) ReviewExpanded(ctx context.Context, obj *unstructured.Unstructured, namespace map[string]any, explain func(r *Resultant, c *Constraint, matched bool, reason string)) ([]Violation, error) {
 	x := e.expansion()
-	if x == nil || obj == nil {
+	if x == nil || obj == nil || !x.Expands(obj.GroupVersionKind()) {
 		return nil, nil
 	}
 	resultants, err := x.Expand(obj, namespace)

@@ -146,7 +146,7 @@ func (p *Plugin) Validate(ctx context.Context, attrs admission.Attributes, o adm
 	}
 	// Gatekeeper's webhook also reviews what a workload would create
 	// (ExpansionTemplates), and answers for both.
-	if target.Object != nil {
+	if target.Object != nil && p.engine.Expands(attrs.GetKind()) {
 		var expandedMatched []expandedMatch
 		var explain func(*Resultant, *Constraint, bool, string)
 		if trace.Tracing(ctx) {

@@ -66,6 +66,18 @@ func (s *System) Generators() []string {
 	return slices.Compact(kinds)
 }
 
+// Expands reports whether some template applies to gvk.
+func (s *System) Expands(gvk schema.GroupVersionKind) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, t := range s.templates {
+		if slices.ContainsFunc(t.ApplyTo, func(a ApplyTo) bool { return a.Matches(gvk) }) {
+			return true
+		}
+	}
+	return false
+}
+
 // Expand makes, for each template that applies to obj's kind (in name
 // order), the resource obj would create: the field at the template's
 // source, with the generated kind, obj's namespace, and the name
