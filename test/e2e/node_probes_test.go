@@ -322,7 +322,10 @@ spec:
   - name: c
     image: BUSYBOX
     imagePullPolicy: IfNotPresent
-    command: [dd, if=/dev/zero, of=/dev/null, bs=64M, count=1]
+    # The sleep gives containerd's shim time to watch the cgroup: an OOM
+    # kill in the container's first moments was reported as Error, not
+    # OOMKilled (seen in CI; most likely the watch starts after the process).
+    command: [sh, -c, 'sleep 1; exec dd if=/dev/zero of=/dev/null bs=64M count=1']
     resources: {limits: {memory: 16Mi}}
 ---
 apiVersion: v1
@@ -334,7 +337,10 @@ spec:
   - name: c
     image: BUSYBOX
     imagePullPolicy: IfNotPresent
-    command: [dd, if=/dev/zero, of=/dev/null, bs=64M, count=1]
+    # The sleep gives containerd's shim time to watch the cgroup: an OOM
+    # kill in the container's first moments was reported as Error, not
+    # OOMKilled (seen in CI; most likely the watch starts after the process).
+    command: [sh, -c, 'sleep 1; exec dd if=/dev/zero of=/dev/null bs=64M count=1']
     resources: {limits: {memory: 16Mi}}
 ---
 apiVersion: v1
