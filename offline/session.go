@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
@@ -117,17 +116,20 @@ func (s *Session) ApplyPolicies(ctx context.Context, checker *check.Checker, dir
 	}
 	kinds := map[string]bool{}
 	constraints := map[string][]string{}
-	var mutators []*unstructured.Unstructured
-	config := false
-	var expansions []string
+	// What Gatehouse's own syncers load a moment after it is stored, in
+	// groups waited for one after the other.
+	var config, templates, mutators []pending
 	for _, d := range docs {
 		gvk := d.Object.GroupVersionKind()
 		kinds[gvk.Kind] = true
 		switch gvk.Group {
 		case expansion.Group:
-			expansions = append(expansions, d.Object.GetName())
+			name := d.Object.GetName()
+			templates = append(templates, pending{"ExpansionTemplate " + name, func() bool { return s.cp.Expansions.Has(name) }})
 		case constraint.ConfigGroup:
-			config = config || (gvk.Kind == "Config" && d.Object.GetNamespace() == constraint.GatekeeperNamespace && d.Object.GetName() == constraint.ConfigName)
+			if gvk.Kind == "Config" && d.Object.GetNamespace() == constraint.GatekeeperNamespace && d.Object.GetName() == constraint.ConfigName {
+				config = append(config, pending{"Config " + constraint.GatekeeperNamespace + "/" + constraint.ConfigName, func() bool { return s.cp.Constraints.Exclusions() != nil }})
+			}
 		case constraint.TemplateGVR.Group:
 			t, err := constraint.ParseTemplate(d.Object)
 			if err == nil {
@@ -139,7 +141,8 @@ func (s *Session) ApplyPolicies(ctx context.Context, checker *check.Checker, dir
 		case constraint.ConstraintsGroup:
 			constraints[gvk.Kind] = append(constraints[gvk.Kind], d.Object.GetName())
 		case mutation.Group:
-			mutators = append(mutators, d.Object)
+			kind, name := gvk.Kind, d.Object.GetName()
+			mutators = append(mutators, pending{"mutator " + kind + " " + name, func() bool { return s.cp.Mutators.Has(kind, name) }})
 		}
 	}
 	if len(errs) > 0 {
@@ -162,58 +165,31 @@ func (s *Session) ApplyPolicies(ctx context.Context, checker *check.Checker, dir
 	if err := check.WaitConstraints(ctx, constraints, s.cp.Constraints.ConstraintNames); err != nil {
 		return err
 	}
-	if config {
-		if err := waitExclusions(ctx, s.cp.Constraints); err != nil {
+	for _, group := range [][]pending{config, templates, mutators} {
+		if err := waitLoaded(ctx, group); err != nil {
 			return err
 		}
 	}
-	if err := waitExpansions(ctx, s.cp.Expansions, expansions); err != nil {
-		return err
-	}
-	return waitMutators(ctx, s.cp.Mutators, mutators)
-}
-
-// waitExpansions returns once every ExpansionTemplate is in the system.
-func waitExpansions(ctx context.Context, system *expansion.System, names []string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for _, name := range names {
-		for !system.Has(name) {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("ExpansionTemplate %s was not loaded: %w", name, ctx.Err())
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}
 	return nil
 }
 
-// waitExclusions returns once the Config's spec.match is in force: the
-// constraint syncer reads the Config a moment after it is stored.
-func waitExclusions(ctx context.Context, engine *constraint.Engine) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for engine.Exclusions() == nil {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("Config %s/%s was not loaded: %w", constraint.GatekeeperNamespace, constraint.ConfigName, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	return nil
+// pending is a policy that one of Gatehouse's syncers loads a moment after
+// it is stored: what it is, and whether it is in force yet.
+type pending struct {
+	what   string
+	loaded func() bool
 }
 
-// waitMutators returns once every mutator is in the system, as the
-// mutation syncer loads them a moment after they are stored.
-func waitMutators(ctx context.Context, system *mutation.System, mutators []*unstructured.Unstructured) error {
+// waitLoaded returns once every one of group is loaded, or fails after
+// 30 s naming the first that is not.
+func waitLoaded(ctx context.Context, group []pending) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for _, m := range mutators {
-		for !system.Has(m.GetKind(), m.GetName()) {
+	for _, p := range group {
+		for !p.loaded() {
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("mutator %s %s was not loaded: %w", m.GetKind(), m.GetName(), ctx.Err())
+				return fmt.Errorf("%s was not loaded: %w", p.what, ctx.Err())
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
