@@ -242,11 +242,7 @@ func (a *Auditor) reviewObject(ctx context.Context, obj *unstructured.Unstructur
 			return nil
 		}
 	}
-	nsLabels := obj.GetLabels()
-	if !isNamespaceKind(obj.GroupVersionKind()) {
-		nsLabels = (&unstructured.Unstructured{Object: ns}).GetLabels()
-	}
-	if excluded, why := a.engine.Exclusions().Excluded(ProcessAudit, obj.GroupVersionKind(), obj.GetName(), obj.GetNamespace(), nsLabels); excluded {
+	if excluded, why := a.engine.Exclusions().ExcludedObject(ProcessAudit, obj, ns); excluded {
 		a.logger.Debug("audit: skipping excluded object", "kind", obj.GetKind(), "namespace", obj.GetNamespace(), "name", obj.GetName(), "why", why)
 		return nil
 	}

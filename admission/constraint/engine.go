@@ -124,7 +124,7 @@ func (e *Engine) Expands(gvk schema.GroupVersionKind) bool {
 // and constraint whether the constraint matched.
 func (e *Engine) ReviewExpanded(ctx context.Context, obj *unstructured.Unstructured, namespace map[string]any, explain func(r *Resultant, c *Constraint, matched bool, reason string)) ([]Violation, error) {
 	x := e.expansion()
-	if x == nil || obj == nil || !x.Expands(obj.GroupVersionKind()) {
+	if x == nil || obj == nil {
 		return nil, nil
 	}
 	resultants, err := x.Expand(obj, namespace)

@@ -180,6 +180,20 @@ func (x *Exclusions) Excluded(process Process, gvk schema.GroupVersionKind, name
 	return false, ""
 }
 
+// ExcludedObject is Excluded for an existing object, whose Namespace
+// object is ns (nil when unknown or cluster-scoped); a Namespace's labels
+// are its own. Nothing is read when x is nil.
+func (x *Exclusions) ExcludedObject(process Process, obj *unstructured.Unstructured, ns map[string]any) (bool, string) {
+	if x == nil {
+		return false, ""
+	}
+	gvk := obj.GroupVersionKind()
+	if isNamespaceKind(gvk) {
+		ns = obj.Object
+	}
+	return x.Excluded(process, gvk, obj.GetName(), obj.GetNamespace(), labelsOf(ns))
+}
+
 // matches is true when every criterion e sets matches; why lists them.
 func (e *exclusionEntry) matches(gvk schema.GroupVersionKind, namespace string, nsLabels map[string]string) (string, bool) {
 	var why []string
@@ -257,10 +271,7 @@ func (x *Exclusions) WebhookSkips(process Process, exempt Exempt, gvk schema.Gro
 	if isNamespaceKind(gvk) {
 		nsName = name
 	}
-	var nsLabels map[string]string
-	if ns != nil {
-		nsLabels = (&unstructured.Unstructured{Object: ns}).GetLabels()
-	}
+	nsLabels := labelsOf(ns)
 	if nsName != "" {
 		if ok, by := exempt.Has(nsName); ok && by == ExemptNamespace {
 			return true, fmt.Sprintf("namespace %q is exempt: Gatekeeper's webhook configurations leave out the namespace Gatekeeper runs in", nsName)
@@ -274,6 +285,14 @@ func (x *Exclusions) WebhookSkips(process Process, exempt Exempt, gvk schema.Gro
 	return x.Excluded(process, gvk, name, namespace, nsLabels)
 }
 
+// labelsOf is the metadata.labels of obj, nil for a nil obj.
+func labelsOf(obj map[string]any) map[string]string {
+	if obj == nil {
+		return nil
+	}
+	return (&unstructured.Unstructured{Object: obj}).GetLabels()
+}
+
 // IgnoreLabelRefusal is what Gatekeeper's check-ignore-label webhook says
 // to a Namespace created or updated with IgnoreLabel outside the exempt
 // namespaces, or "" when it allows it.
@@ -281,11 +300,10 @@ func IgnoreLabelRefusal(exempt Exempt, gvk schema.GroupVersionKind, obj map[stri
 	if !isNamespaceKind(gvk) || obj == nil {
 		return ""
 	}
-	u := &unstructured.Unstructured{Object: obj}
-	if ok, _ := exempt.Has(u.GetName()); ok {
+	if ok, _ := exempt.Has((&unstructured.Unstructured{Object: obj}).GetName()); ok {
 		return ""
 	}
-	if _, ok := u.GetLabels()[IgnoreLabel]; !ok {
+	if _, ok := labelsOf(obj)[IgnoreLabel]; !ok {
 		return ""
 	}
 	return fmt.Sprintf("Only exempt namespace can have the %s label", IgnoreLabel)

@@ -535,10 +535,12 @@ func (v *inventorySyncer) watch(ctx context.Context, gvk schema.GroupVersionKind
 			return
 		}
 		var err error
-		if excluded, _ := v.excludedFromSync(u); excluded {
+		if x := engine.Exclusions(); x != nil {
 			// Gatekeeper's sync leaves out what its Config excludes; an
 			// object whose namespace became excluded goes.
-			remove = true
+			if excluded, _ := x.ExcludedObject(ProcessSync, u, v.s.Namespace(u.GetNamespace())); excluded {
+				remove = true
+			}
 		}
 		if remove || u.GetDeletionTimestamp() != nil {
 			err = engine.RemoveInventory(watchCtx, u)
@@ -564,21 +566,4 @@ func (v *inventorySyncer) watch(ctx context.Context, gvk schema.GroupVersionKind
 	}
 	go informer.RunWithContext(watchCtx)
 	return w
-}
-
-// excludedFromSync tells whether the Config keeps u out of data.inventory.
-func (v *inventorySyncer) excludedFromSync(u *unstructured.Unstructured) (bool, string) {
-	x := v.s.engine.Exclusions()
-	if x == nil {
-		return false, ""
-	}
-	nsName := u.GetNamespace()
-	gvk := u.GroupVersionKind()
-	var nsLabels map[string]string
-	if isNamespaceKind(gvk) {
-		nsLabels = u.GetLabels()
-	} else if ns := v.s.Namespace(nsName); ns != nil {
-		nsLabels = (&unstructured.Unstructured{Object: ns}).GetLabels()
-	}
-	return x.Excluded(ProcessSync, gvk, u.GetName(), nsName, nsLabels)
 }

@@ -68,14 +68,21 @@ func (s *System) Generators() []string {
 
 // Expands reports whether some template applies to gvk.
 func (s *System) Expands(gvk schema.GroupVersionKind) bool {
+	return len(s.applying(gvk)) > 0
+}
+
+// applying are the templates that apply to gvk, in name order.
+func (s *System) applying(gvk schema.GroupVersionKind) []*Template {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
+	var out []*Template
 	for _, t := range s.templates {
 		if slices.ContainsFunc(t.ApplyTo, func(a ApplyTo) bool { return a.Matches(gvk) }) {
-			return true
+			out = append(out, t)
 		}
 	}
-	return false
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *Template) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // Expand makes, for each template that applies to obj's kind (in name
@@ -89,21 +96,8 @@ func (s *System) Expand(obj *unstructured.Unstructured, namespace map[string]any
 	if gvk.Kind == "" {
 		return nil, fmt.Errorf("cannot expand %s: it has no kind", obj.GetName())
 	}
-	s.mu.RLock()
-	var applying []*Template
-	for _, t := range s.templates {
-		if slices.ContainsFunc(t.ApplyTo, func(a ApplyTo) bool { return a.Matches(gvk) }) {
-			applying = append(applying, t)
-		}
-	}
-	s.mu.RUnlock()
-	if len(applying) == 0 {
-		return nil, nil
-	}
-	slices.SortFunc(applying, func(a, b *Template) int { return strings.Compare(a.Name, b.Name) })
-
 	var out []constraint.Resultant
-	for _, t := range applying {
+	for _, t := range s.applying(gvk) {
 		src, found, err := unstructured.NestedMap(obj.Object, strings.Split(t.Source, ".")...)
 		if err != nil {
 			return nil, fmt.Errorf("ExpansionTemplate %s: reading %s: %w", t.Name, t.Source, err)

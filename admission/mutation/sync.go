@@ -36,6 +36,9 @@ type Syncer struct {
 	status *constraint.ByPodStatus
 	mu     sync.Mutex
 	stores map[schema.GroupVersionResource]cache.Store
+	// invalid holds why each stored mutator that does not parse is not
+	// in force, by id, so that refreshing statuses parses nothing again.
+	invalid map[string]string
 }
 
 // NewSyncer returns a syncer for the cluster cfg points at.
@@ -63,7 +66,7 @@ func (s *Syncer) Start(ctx context.Context) error {
 	}
 	s.status = constraint.NewByPodStatus(s.dyn, s.logger)
 	go s.status.Run(ctx)
-	s.stores = map[schema.GroupVersionResource]cache.Store{}
+	s.stores, s.invalid = map[schema.GroupVersionResource]cache.Store{}, map[string]string{}
 	factory := dynamicinformer.NewDynamicSharedInformerFactory(s.dyn, 0)
 	var synced []cache.InformerSynced
 	for _, crd := range crds {
@@ -80,6 +83,9 @@ func (s *Syncer) Start(ctx context.Context) error {
 				}
 				if u, ok := obj.(*unstructured.Unstructured); ok {
 					s.status.Forget(gvr, "", u.GetName())
+					s.mu.Lock()
+					delete(s.invalid, id(kind, u.GetName()))
+					s.mu.Unlock()
 					s.system.Remove(kind, u.GetName())
 					s.refreshStatus()
 				}
@@ -111,14 +117,19 @@ func (s *Syncer) upsert(obj any) {
 		return
 	}
 	m, err := Parse(u)
+	s.mu.Lock()
+	if err != nil {
+		s.invalid[id(u.GetKind(), u.GetName())] = strings.Join(strings.Fields(err.Error()), " ")
+	} else {
+		delete(s.invalid, id(u.GetKind(), u.GetName()))
+	}
+	s.mu.Unlock()
 	if err != nil {
 		// Stored before Gatehouse refused such mutators, or written
 		// around admission: say why it is not in force.
 		s.system.Remove(u.GetKind(), u.GetName())
 		s.logger.Warn("gatekeeper mutator not in force", "mutator", u.GetKind()+"/"+u.GetName(), "error", err)
-		return
-	}
-	if err := s.system.Upsert(m); err != nil {
+	} else if err := s.system.Upsert(m); err != nil {
 		s.logger.Warn("gatekeeper mutator not applied", "mutator", u.GetKind()+"/"+u.GetName(), "error", err)
 	}
 	s.refreshStatus()
@@ -143,8 +154,8 @@ func (s *Syncer) refreshStatus() {
 				"enforced":           true,
 			}
 			var problem map[string]any
-			if _, err := Parse(u); err != nil {
-				problem = map[string]any{"message": strings.Join(strings.Fields(err.Error()), " ")}
+			if msg, bad := s.invalid[id(u.GetKind(), u.GetName())]; bad {
+				problem = map[string]any{"message": msg}
 			} else if with := s.system.Conflicts(u.GetKind(), u.GetName()); len(with) > 0 {
 				problem = map[string]any{"type": "schema_conflict", "message": "conflicts with " + strings.Join(with, ", ") + " on the shape of the objects they mutate; not applied until that changes"}
 			}
