@@ -73,16 +73,11 @@ type templateEvent struct {
 
 // NewSyncer returns a syncer for the cluster cfg points at.
 func NewSyncer(cfg *rest.Config, engine *Engine, logger *slog.Logger) (*Syncer, error) {
-	cfg = withClientRate(cfg)
-	dyn, err := dynamic.NewForConfig(cfg)
+	dyn, crds, err := Clients(cfg)
 	if err != nil {
 		return nil, err
 	}
-	crds, err := apiextensionsclient.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	kube, err := kubernetes.NewForConfig(cfg)
+	kube, err := kubernetes.NewForConfig(withClientRate(cfg))
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +87,23 @@ func NewSyncer(cfg *rest.Config, engine *Engine, logger *slog.Logger) (*Syncer, 
 	return &Syncer{engine: engine, dyn: dyn, crds: crds, kube: kube, logger: logger,
 		watches: map[string]context.CancelFunc{}, generations: map[string]int64{},
 		latest: map[string]templateEvent{}, working: map[string]bool{}}, nil
+}
+
+// Clients are the dynamic and CRD clients of a Gatekeeper syncer (this
+// one, the mutators', the ExpansionTemplates'), at the rate of Gatehouse's
+// in-process controllers: they make CRDs and write statuses in bursts that
+// client-go's default 5 QPS would space 200 ms apart.
+func Clients(cfg *rest.Config) (dynamic.Interface, apiextensionsclient.Interface, error) {
+	cfg = withClientRate(cfg)
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	crds, err := apiextensionsclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return dyn, crds, nil
 }
 
 // syncTimeout bounds the initial sync and each CRD becoming established.

@@ -31,11 +31,7 @@ type Syncer struct {
 
 // NewSyncer returns a syncer for the cluster cfg points at.
 func NewSyncer(cfg *rest.Config, system *System, logger *slog.Logger) (*Syncer, error) {
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	crds, err := apiextensionsclient.NewForConfig(cfg)
+	dyn, crds, err := constraint.Clients(cfg)
 	if err != nil {
 		return nil, err
 	}
