@@ -104,9 +104,10 @@ var runsManyPolicies = map[string]bool{
 func record(ctx context.Context, p plugin, phase string, a admission.Attributes, o admission.ObjectInterfaces, call func(context.Context, admission.Attributes) error) error {
 	name := p.name
 	t := From(ctx)
-	if t == nil {
+	if t == nil || !t.beginCall() {
 		return call(ctx, a)
 	}
+	defer t.endCall()
 	calls, callCtx := t.scratch(ctx)
 	// Only the plugins that report through annotations get attributes
 	// that keep them.

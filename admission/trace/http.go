@@ -54,23 +54,66 @@ func Record(next http.Handler, rec *Recorder) http.Handler {
 		// CloseNotifier and Hijacker: exec, attach and port-forward (writes
 		// to pods' subresources) upgrade the connection through it.
 		next.ServeHTTP(responsewriter.WrapForHTTP1Or2(sw), req.WithContext(WithTrace(req.Context(), t)))
-		t.releaseScratch()
 		t.mu.Lock()
-		steps := len(t.packed)
 		t.Code, t.Duration = sw.code, time.Since(t.Time)
-		switch {
-		case sw.code < 300:
-			t.Outcome = OutcomeAllowed
-		case t.Message != "":
-			t.Outcome = OutcomeDenied
-		default:
-			t.Outcome = OutcomeFailed
-		}
+		t.answered, t.recorder = true, rec
+		done := t.inflight == 0 && !t.finished
+		t.finished = t.finished || done
 		t.mu.Unlock()
-		if steps > 0 {
-			rec.Add(t)
+		if done {
+			t.finish()
 		}
 	})
+}
+
+// finish closes t once its request is answered and no plugin call of it is
+// under way. They can end in either order: upstream's handlers run
+// admission and storage in a goroutine of their own (finisher.FinishRequest)
+// and answer 504 at the request's deadline without waiting for it, so a
+// plugin call (a mutating webhook timing out at that same deadline) may
+// end after the answer. Its step, and what its webhook calls reported, go
+// into the trace before the trace is kept; plugin calls that begin after
+// that are not traced.
+func (t *Trace) finish() {
+	t.releaseScratch()
+	t.mu.Lock()
+	steps := len(t.packed)
+	switch {
+	case t.Code < 300:
+		t.Outcome = OutcomeAllowed
+	case t.Message != "":
+		t.Outcome = OutcomeDenied
+	default:
+		t.Outcome = OutcomeFailed
+	}
+	rec := t.recorder
+	t.mu.Unlock()
+	if steps > 0 {
+		rec.Add(t)
+	}
+}
+
+// beginCall reports whether a plugin call is traced into t, and if so
+// counts it under way until endCall.
+func (t *Trace) beginCall() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.finished {
+		return false
+	}
+	t.inflight++
+	return true
+}
+
+func (t *Trace) endCall() {
+	t.mu.Lock()
+	t.inflight--
+	done := t.inflight == 0 && t.answered && !t.finished
+	t.finished = t.finished || done
+	t.mu.Unlock()
+	if done {
+		t.finish()
+	}
 }
 
 // statusWriter remembers the response code.

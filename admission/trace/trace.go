@@ -74,6 +74,11 @@ type Trace struct {
 	rich   []Step
 	// calls is what the plugin call under way reports into.
 	calls *callScratch
+	// inflight counts plugin calls under way; answered is set once the
+	// request is answered, finished once the trace is kept (see finish).
+	inflight           int
+	answered, finished bool
+	recorder           *Recorder
 }
 
 // Step is one admission plugin's call.

@@ -341,3 +341,64 @@ func TestPackedPoliciesReadBack(t *testing.T) {
 		t.Errorf("read back\n%+v\nwant\n%+v", got, want)
 	}
 }
+
+// lateReporter reports a policy once released, as a mutating webhook whose
+// timeout falls on the request's deadline reports after the answer.
+type lateReporter struct {
+	*admission.Handler
+	release chan struct{}
+}
+
+func (p *lateReporter) Admit(ctx context.Context, _ admission.Attributes, _ admission.ObjectInterfaces) error {
+	<-p.release
+	AddPolicy(ctx, Policy{Kind: KindWebhook, Name: "late.example.com", Verdict: VerdictFailedOpen, Reason: "timed out"})
+	return apierrors.NewTimeoutError("request did not complete within requested timeout", 0)
+}
+
+// TestPluginCallOutlivingTheAnswer: upstream's handlers run admission in a
+// goroutine of their own (finisher.FinishRequest) and answer 504 at the
+// deadline without waiting for it. The step under way then goes into the
+// trace, with what it reported, before the trace is kept; a plugin called
+// after that is not traced.
+func TestPluginCallOutlivingTheAnswer(t *testing.T) {
+	handles := admission.NewHandler(admission.Create)
+	late := &lateReporter{Handler: handles, release: make(chan struct{})}
+	mut := decorate(late, "MutatingAdmissionWebhook", nil, nil).(admission.MutationInterface)
+	after := decorate(&fakeValidator{Handler: handles}, "Validator", nil, nil).(admission.ValidationInterface)
+	rec := NewRecorder(0)
+	admissionDone := make(chan struct{})
+	h := Record(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		attrs := admission.NewAttributesRecord(nil, nil, schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, "ns", "late", schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, "", admission.Create, nil, false, nil)
+		started := make(chan struct{})
+		go func() {
+			defer close(admissionDone)
+			close(started)
+			_ = mut.Admit(r.Context(), attrs, nil)
+			_ = after.Validate(r.Context(), attrs, nil)
+		}()
+		<-started
+		w.WriteHeader(http.StatusGatewayTimeout)
+	}), rec)
+	info := &genericapirequest.RequestInfo{IsResourceRequest: true, Verb: "create", APIVersion: "v1", Resource: "configmaps", Namespace: "ns"}
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/namespaces/ns/configmaps", nil).WithContext(genericapirequest.WithRequestInfo(context.Background(), info))
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if got := rec.List(Filter{}, 0); len(got) != 0 {
+		t.Fatalf("the trace was kept while a plugin call was under way: %+v", got[0].Steps)
+	}
+	close(late.release)
+	<-admissionDone
+	got := rec.List(Filter{}, 0)
+	if len(got) != 1 {
+		t.Fatalf("traces kept = %d, want 1", len(got))
+	}
+	tr := got[0].Copy()
+	if len(tr.Steps) != 1 || tr.Steps[0].Plugin != "MutatingAdmissionWebhook" {
+		t.Fatalf("steps = %+v, want only the step under way at the answer", tr.Steps)
+	}
+	if s := tr.Steps[0]; !slices.ContainsFunc(s.Policies, func(p Policy) bool { return p.Name == "late.example.com" }) {
+		t.Errorf("the late step's policies = %+v, want what it reported after the answer", s.Policies)
+	}
+	if tr.Code != http.StatusGatewayTimeout || tr.Outcome != OutcomeDenied || !strings.Contains(tr.Message, "did not complete") {
+		t.Errorf("trace = code %d, outcome %s, message %q", tr.Code, tr.Outcome, tr.Message)
+	}
+}
