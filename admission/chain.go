@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/admission/cabundle"
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 	"github.com/gatehouse-dev/gatehouse/admission/expansion"
+	"github.com/gatehouse-dev/gatehouse/admission/externaldata"
 	"github.com/gatehouse-dev/gatehouse/admission/mutation"
 	"github.com/gatehouse-dev/gatehouse/admission/trace"
 	"github.com/gatehouse-dev/gatehouse/webhooks"
@@ -104,6 +105,16 @@ var gatehousePlugins = []Plugin{
 		DefaultOn: true,
 		Register: func(p *k8sadmission.Plugins, _ Deps) {
 			expansion.Register(p)
+		},
+	},
+	{
+		// Refuses Providers Gatekeeper would refuse; the constraint engine
+		// calls them.
+		Name:      externaldata.PluginName,
+		After:     expansion.PluginName,
+		DefaultOn: true,
+		Register: func(p *k8sadmission.Plugins, _ Deps) {
+			externaldata.Register(p)
 		},
 	},
 }

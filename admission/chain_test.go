@@ -30,8 +30,8 @@ func TestChainIsUpstreamOrder(t *testing.T) {
 	// mutating webhooks, and constraints between ValidatingAdmissionPolicy
 	// and the validating webhooks.
 	// The caBundle injection runs after Gatekeeper's mutators, the
-	// ExpansionTemplate check after the constraints.
-	want := []string{"MutatingAdmissionPolicy", "GatekeeperMutation", "GatehouseCABundleInjection", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "GatekeeperConstraints", "GatekeeperExpansionTemplates", "ValidatingAdmissionWebhook", "ResourceQuota"}
+	// ExpansionTemplate and Provider checks after the constraints.
+	want := []string{"MutatingAdmissionPolicy", "GatekeeperMutation", "GatehouseCABundleInjection", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "GatekeeperConstraints", "GatekeeperExpansionTemplates", "GatekeeperExternalDataProviders", "ValidatingAdmissionWebhook", "ResourceQuota"}
 	last := -1
 	for _, name := range want {
 		i := slices.Index(order, name)
@@ -51,6 +51,7 @@ func TestEnabledByDefault(t *testing.T) {
 		"NamespaceLifecycle", "LimitRanger", "ServiceAccount", "NodeRestriction", "PodSecurity",
 		"MutatingAdmissionPolicy", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota",
 		"GatekeeperConstraints", "GatekeeperMutation", "GatehouseCABundleInjection", "GatekeeperExpansionTemplates",
+		"GatekeeperExternalDataProviders",
 	} {
 		if !slices.Contains(on, name) {
 			t.Errorf("%s is not enabled by default; enabled: %v", name, on)

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/admission"
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 	"github.com/gatehouse-dev/gatehouse/admission/expansion"
+	"github.com/gatehouse-dev/gatehouse/admission/externaldata"
 	"github.com/gatehouse-dev/gatehouse/admission/mutation"
 	"github.com/gatehouse-dev/gatehouse/admission/trace"
 	"github.com/gatehouse-dev/gatehouse/config"
@@ -51,6 +53,8 @@ type ControlPlane struct {
 	Mutators *mutation.System
 	// Expansions are the Gatekeeper ExpansionTemplates in force.
 	Expansions *expansion.System
+	// Providers are the Gatekeeper external data Providers in force.
+	Providers *externaldata.System
 	// Traces are the admission traces of recent write requests.
 	Traces *trace.Recorder
 	// Webhooks is the webhook kit: the calls of admission webhooks,
@@ -205,6 +209,24 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	if err != nil {
 		return nil, err
 	}
+	// Gatekeeper external data: the Providers that templates' external_data
+	// calls, offered Gatehouse's client certificate when they ask for one.
+	clientCert, err := tls.LoadX509KeyPair(bundle.ExternalDataClient.CertFile, bundle.ExternalDataClient.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("external data client certificate: %w", err)
+	}
+	providers := externaldata.NewSystem(&externaldata.Client{Certificate: func() (*tls.Certificate, error) { return &clientCert, nil }}, externaldata.DefaultCacheTTL)
+	engine.SetExternalData(providers)
+	providerSyncer, err := externaldata.NewSyncer(admin, providers, logger)
+	if err != nil {
+		return nil, err
+	}
+	gatekeeperSyncers := []gatekeeperSyncer{
+		{"gatekeeper constraints", syncer.Start},
+		{"gatekeeper mutators", mutationSyncer.Start},
+		{"gatekeeper expansion templates", expansionSyncer.Start},
+		{"gatekeeper external data providers", providerSyncer.Start},
+	}
 	var traces *trace.Recorder
 	if cfg.TraceEnabled() {
 		traces = trace.NewRecorder(cfg.TraceBuffer)
@@ -263,7 +285,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	if err := readFaultAnnotations(ctrlCtx, admin, kit); err != nil {
 		return nil, err
 	}
-	cp.Constraints, cp.Mutators, cp.Expansions, cp.Traces = engine, mutators, expansions, traces
+	cp.Constraints, cp.Mutators, cp.Expansions, cp.Providers, cp.Traces = engine, mutators, expansions, providers, traces
 	if ephemeral {
 		if err := ensureSystemPriorityClasses(ctx, admin); err != nil {
 			return nil, err
@@ -272,7 +294,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 		// open watches would hold up its shutdown.
 		// Gatekeeper's syncers (eight CRDs to make and wait for) start
 		// when the first Gatekeeper policy comes: see StartGatekeeper.
-		cp.gatekeeper = func() error { return startGatekeeper(ctrlCtx, syncer, mutationSyncer, expansionSyncer) }
+		cp.gatekeeper = func() error { return startGatekeeper(ctrlCtx, gatekeeperSyncers) }
 		ok = true
 		return cp, nil
 	}
@@ -292,7 +314,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 
 	// The constraint syncer installs its CRDs and loads the policies while
 	// the controller-manager builds its controllers.
-	if err := startGatekeeper(ctrlCtx, syncer, mutationSyncer, expansionSyncer); err != nil {
+	if err := startGatekeeper(ctrlCtx, gatekeeperSyncers); err != nil {
 		return nil, err
 	}
 	// Gatekeeper's audit: existing objects against the constraints, into
@@ -338,25 +360,26 @@ func (cp *ControlPlane) StartGatekeeper() error {
 	return cp.gatekeeperErr
 }
 
-// startGatekeeper starts the constraint and mutator syncers together; each
-// spends most of its start waiting on the API server to serve its CRDs.
-func startGatekeeper(ctx context.Context, constraints *constraint.Syncer, mutators *mutation.Syncer, expansions *expansion.Syncer) error {
+// gatekeeperSyncer is one of Gatekeeper's syncers, named for its errors.
+type gatekeeperSyncer struct {
+	name  string
+	start func(context.Context) error
+}
+
+// startGatekeeper starts Gatekeeper's syncers together; each spends most of
+// its start waiting on the API server to serve its CRDs.
+func startGatekeeper(ctx context.Context, syncers []gatekeeperSyncer) error {
+	errs := make([]error, len(syncers))
 	var wg sync.WaitGroup
-	var cerr, merr, eerr error
-	wg.Go(func() { cerr = constraints.Start(ctx) })
-	wg.Go(func() { merr = mutators.Start(ctx) })
-	wg.Go(func() { eerr = expansions.Start(ctx) })
+	for i, s := range syncers {
+		wg.Go(func() {
+			if err := s.start(ctx); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", s.name, err)
+			}
+		})
+	}
 	wg.Wait()
-	if cerr != nil {
-		return fmt.Errorf("gatekeeper constraints: %w", cerr)
-	}
-	if merr != nil {
-		return fmt.Errorf("gatekeeper mutators: %w", merr)
-	}
-	if eerr != nil {
-		return fmt.Errorf("gatekeeper expansion templates: %w", eerr)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (cp *ControlPlane) startStorage(ctx context.Context, cfg *config.Config, b *pki.Bundle, layout Layout) (storage, error) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 	"github.com/gatehouse-dev/gatehouse/admission/expansion"
+	"github.com/gatehouse-dev/gatehouse/admission/externaldata"
 	"github.com/gatehouse-dev/gatehouse/admission/mutation"
 	"github.com/gatehouse-dev/gatehouse/admission/trace"
 	"github.com/gatehouse-dev/gatehouse/check"
@@ -118,7 +119,7 @@ func (s *Session) ApplyPolicies(ctx context.Context, checker *check.Checker, dir
 	constraints := map[string][]string{}
 	// What Gatehouse's own syncers load a moment after it is stored, in
 	// groups waited for one after the other.
-	var config, templates, mutators []pending
+	var config, templates, mutators, providers []pending
 	for _, d := range docs {
 		gvk := d.Object.GroupVersionKind()
 		kinds[gvk.Kind] = true
@@ -140,6 +141,9 @@ func (s *Session) ApplyPolicies(ctx context.Context, checker *check.Checker, dir
 			}
 		case constraint.ConstraintsGroup:
 			constraints[gvk.Kind] = append(constraints[gvk.Kind], d.Object.GetName())
+		case externaldata.Group:
+			name := d.Object.GetName()
+			providers = append(providers, pending{"Provider " + name, func() bool { return s.cp.Providers.Has(name) }})
 		case mutation.Group:
 			kind, name := gvk.Kind, d.Object.GetName()
 			mutators = append(mutators, pending{"mutator " + kind + " " + name, func() bool { return s.cp.Mutators.Has(kind, name) }})
@@ -165,7 +169,7 @@ func (s *Session) ApplyPolicies(ctx context.Context, checker *check.Checker, dir
 	if err := check.WaitConstraints(ctx, constraints, s.cp.Constraints.ConstraintNames); err != nil {
 		return err
 	}
-	for _, group := range [][]pending{config, templates, mutators} {
+	for _, group := range [][]pending{config, templates, mutators, providers} {
 		if err := waitLoaded(ctx, group); err != nil {
 			return err
 		}

@@ -3,11 +3,13 @@ package cabundle
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/admission"
@@ -72,5 +74,39 @@ func TestRefusesBadAnnotations(t *testing.T) {
 	ok := &admissionregistration.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "cfg", Annotations: map[string]string{"gatehouse.dev/fault": "latency=3s,status=500"}}}
 	if err := p.Admit(context.Background(), attrs(ok, "ValidatingWebhookConfiguration"), nil); err != nil {
 		t.Errorf("a good fault annotation: %v", err)
+	}
+}
+
+func TestInjectsIntoProviders(t *testing.T) {
+	ca := []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+	p := NewPlugin(ca)
+	provider := func(annotations map[string]any) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "Provider",
+			"metadata": map[string]any{"name": "p", "annotations": annotations},
+			"spec":     map[string]any{"url": "https://127.0.0.1:8443/", "timeout": int64(3)},
+		}}
+	}
+	providerAttrs := func(u *unstructured.Unstructured) admission.Attributes {
+		gvk := schema.GroupVersionKind{Group: "externaldata.gatekeeper.sh", Version: "v1beta1", Kind: "Provider"}
+		return admission.NewAttributesRecord(u, nil, gvk, "", "p", schema.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: "providers"}, "", admission.Create, nil, false, nil)
+	}
+	u := provider(map[string]any{Annotation: "true"})
+	if err := p.Admit(context.Background(), providerAttrs(u), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := unstructured.NestedString(u.Object, "spec", "caBundle"); got != base64.StdEncoding.EncodeToString(ca) {
+		t.Errorf("spec.caBundle = %q, want the CA in base64", got)
+	}
+	plain := provider(nil)
+	if err := p.Admit(context.Background(), providerAttrs(plain), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := unstructured.NestedString(plain.Object, "spec", "caBundle"); found {
+		t.Error("an unannotated Provider got a caBundle")
+	}
+	err := p.Admit(context.Background(), providerAttrs(provider(map[string]any{Annotation: "yes"})), nil)
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), Annotation) {
+		t.Errorf("annotation %q: %v, want an Invalid error naming it", "yes", err)
 	}
 }

@@ -58,6 +58,8 @@ type Engine struct {
 	expander atomic.Pointer[Expander]
 	// exempt are the namespaces exempt besides gatekeeper-system.
 	exempt atomic.Pointer[Exempt]
+	// externalData answers external_data (SetExternalData).
+	externalData ExternalData
 }
 
 // SetExempt sets the namespaces Gatekeeper's webhooks leave alone besides
@@ -255,11 +257,15 @@ func (e *Engine) AddTemplate(ctx context.Context, src TemplateSource) error {
 	if err != nil {
 		return &CompileError{Template: src.Name, Err: err}
 	}
-	query, err := rego.New(
+	options := []func(*rego.Rego){
 		rego.Compiler(compiler),
 		rego.Store(e.store),
 		rego.Query("data.template.violation"),
-	).PrepareForEval(ctx)
+	}
+	if x := e.externalDataOption(); x != nil {
+		options = append(options, x)
+	}
+	query, err := rego.New(options...).PrepareForEval(ctx)
 	if err != nil {
 		return &CompileError{Template: src.Name, Err: err}
 	}

@@ -61,6 +61,9 @@ type Bundle struct {
 	Scheduler              CertKey // client identity system:kube-scheduler
 	SchedulerServe         CertKey
 	Admin                  CertKey // client identity in system:masters
+	// ExternalDataClient is offered to Gatekeeper external data providers
+	// that ask for a client certificate (they trust the cluster CA).
+	ExternalDataClient CertKey
 
 	// ServiceAccountKeyFile and ServiceAccountPubFile sign and verify
 	// service-account tokens.
@@ -115,6 +118,7 @@ func Ensure(opts Options) (*Bundle, error) {
 		{&b.Scheduler, b.CA, "scheduler", leafSpec{cn: "system:kube-scheduler", usage: client}},
 		{&b.SchedulerServe, b.CA, "scheduler-serving", leafSpec{cn: "kube-scheduler", usage: serving, dns: []string{"localhost"}, ips: loopbackIPs}},
 		{&b.Admin, b.CA, "admin", leafSpec{cn: "gatehouse-admin", orgs: []string{"system:masters"}, usage: client}},
+		{&b.ExternalDataClient, b.CA, "external-data-client", leafSpec{cn: "gatehouse-external-data", usage: client}},
 	}
 	for _, l := range leaves {
 		if *l.dst, err = ensureLeaf(filepath.Join(opts.Dir, l.file), l.ca, l.spec); err != nil {

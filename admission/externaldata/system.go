@@ -1,0 +1,174 @@
+package externaldata
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/admission/trace"
+)
+
+// System holds the Providers in force, the client that calls them and the
+// response cache, and answers the external_data builtin.
+type System struct {
+	client *Client
+	cache  *responseCache
+
+	mu        sync.RWMutex
+	providers map[string]*Provider
+}
+
+// NewSystem returns a System without providers; answers are cached for
+// ttl (0 turns the cache off). client may be nil: no client certificate.
+func NewSystem(client *Client, ttl time.Duration) *System {
+	if client == nil {
+		client = &Client{}
+	}
+	return &System{client: client, cache: newResponseCache(ttl, time.Now), providers: map[string]*Provider{}}
+}
+
+// Upsert puts p in force, replacing the provider of the same name.
+func (s *System) Upsert(p *Provider) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.providers[p.Name] = p
+}
+
+// Remove takes the provider name out of force.
+func (s *System) Remove(name string) {
+	s.mu.Lock()
+	delete(s.providers, name)
+	s.mu.Unlock()
+	s.client.forget(name)
+	s.cache.forget(name)
+}
+
+// Has reports whether a provider named name is in force.
+func (s *System) Has(name string) bool {
+	_, ok := s.Provider(name)
+	return ok
+}
+
+// Provider returns the provider in force under name.
+func (s *System) Provider(name string) (*Provider, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p, ok := s.providers[name]
+	return p, ok
+}
+
+// Answer is what the external_data builtin returns to a template, in
+// Gatekeeper's shape: responses and errors as [key, value] and
+// [key, error] pairs; status_code is the provider's HTTP status (0 when
+// every key came from the cache); system_error is the provider's
+// systemError or why it could not be called, and then responses and
+// errors are null.
+type Answer struct {
+	Responses   [][2]any
+	Errors      [][2]any
+	StatusCode  int
+	SystemError string
+	failed      bool
+}
+
+// Value is the answer as the template sees it.
+func (a Answer) Value() map[string]any {
+	out := map[string]any{"status_code": a.StatusCode, "system_error": a.SystemError, "responses": nil, "errors": nil}
+	if a.failed {
+		return out
+	}
+	responses := make([]any, len(a.Responses))
+	for i, r := range a.Responses {
+		responses[i] = []any{r[0], r[1]}
+	}
+	errs := make([]any, len(a.Errors))
+	for i, e := range a.Errors {
+		errs[i] = []any{e[0], e[1]}
+	}
+	out["responses"], out["errors"] = responses, errs
+	return out
+}
+
+func failed(code int, err error) Answer {
+	return Answer{StatusCode: code, SystemError: err.Error(), failed: true}
+}
+
+// Query looks keys up with the provider named provider, as Gatekeeper's
+// external_data builtin does: keys in the response cache are answered from
+// it, the others in one call. What happened goes into the request's trace
+// as a policy of kind Provider.
+func (s *System) Query(ctx context.Context, provider string, keys []string) Answer {
+	start := time.Now()
+	a, cached, fetched := s.query(ctx, provider, keys)
+	if trace.Tracing(ctx) {
+		p := trace.Policy{Kind: Kind, Name: provider, Verdict: trace.VerdictAllow, CallDuration: time.Since(start)}
+		var parts []string
+		if cached > 0 {
+			parts = append(parts, fmt.Sprintf("%d from the response cache", cached))
+		}
+		if fetched > 0 {
+			parts = append(parts, fmt.Sprintf("%d fetched (HTTP %d)", fetched, a.StatusCode))
+		}
+		p.Reason = fmt.Sprintf("external_data: %d keys", len(keys))
+		if len(parts) > 0 {
+			p.Reason += ", " + strings.Join(parts, ", ")
+		}
+		if len(a.Errors) > 0 {
+			p.Reason += fmt.Sprintf("; %d answered with an error", len(a.Errors))
+		}
+		if a.SystemError != "" {
+			p.Verdict, p.Message = trace.VerdictError, a.SystemError
+		}
+		trace.AddPolicy(ctx, p)
+	}
+	return a
+}
+
+// ExternalData is Query's answer as the template sees it
+// (constraint.ExternalData).
+func (s *System) ExternalData(ctx context.Context, provider string, keys []string) map[string]any {
+	return s.Query(ctx, provider, keys).Value()
+}
+
+func (s *System) query(ctx context.Context, provider string, keys []string) (a Answer, cached, fetched int) {
+	a.Responses, a.Errors = [][2]any{}, [][2]any{}
+	var missing []string
+	for _, k := range keys {
+		v, ok := s.cache.get(provider, k)
+		switch {
+		case !ok:
+			missing = append(missing, k)
+		case v.err != "":
+			a.Errors = append(a.Errors, [2]any{k, v.err})
+		default:
+			a.Responses = append(a.Responses, [2]any{k, v.value})
+		}
+	}
+	cached = len(keys) - len(missing)
+	if len(missing) == 0 {
+		return a, cached, 0
+	}
+	p, ok := s.Provider(provider)
+	if !ok {
+		return failed(http.StatusBadRequest, errUnknownProvider), cached, 0
+	}
+	resp, code, err := s.client.Send(ctx, p, missing)
+	if err != nil {
+		return failed(code, err), cached, len(missing)
+	}
+	if resp.Response.SystemError == "" {
+		s.cache.put(provider, resp.Response.Items)
+	}
+	for _, it := range resp.Response.Items {
+		if it.Error != "" {
+			a.Errors = append(a.Errors, [2]any{it.Key, it.Error})
+		} else {
+			a.Responses = append(a.Responses, [2]any{it.Key, it.Value})
+		}
+	}
+	a.StatusCode, a.SystemError = code, resp.Response.SystemError
+	return a, cached, len(missing)
+}
