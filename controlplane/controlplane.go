@@ -217,6 +217,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	}
 	providers := externaldata.NewSystem(&externaldata.Client{Certificate: func() (*tls.Certificate, error) { return &clientCert, nil }}, externaldata.DefaultCacheTTL)
 	engine.SetExternalData(providers)
+	mutators.SetExternalData(providers)
 	providerSyncer, err := externaldata.NewSyncer(admin, providers, logger)
 	if err != nil {
 		return nil, err

@@ -289,3 +289,44 @@ func selfSigned(t *testing.T, cn string) *tls.Certificate {
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// TestResolve: Gatekeeper's mutation rules for a provider's answer.
+func TestResolve(t *testing.T) {
+	ctx := context.Background()
+	answers := map[string]string{
+		"/ok":       `{"response":{"idempotent":true,"items":[{"key":"nginx","value":"nginx@sha256:1"},{"key":"bad","error":"unknown image"},{"key":"num","value":3},{"key":"extra","value":"x"}]}}`,
+		"/system":   `{"response":{"idempotent":true,"systemError":"registry down","items":[{"key":"nginx","value":"v"}]}}`,
+		"/volatile": `{"response":{"items":[{"key":"nginx","value":"v"}]}}`,
+	}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(answers[r.URL.Path]))
+	}))
+	defer srv.Close()
+	ca := pemOf(srv.Certificate())
+	sys := NewSystem(nil, time.Minute)
+	for _, name := range []string{"ok", "system", "volatile"} {
+		sys.Upsert(mustParse(t, name, srv.URL+"/"+name, ca))
+	}
+	values, keyErrs, err := sys.Resolve(ctx, "ok", []string{"nginx", "bad", "num"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(values) != 1 || values["nginx"] != "nginx@sha256:1" {
+		t.Errorf("values = %v, want nginx's digest only (extra keys dropped)", values)
+	}
+	if e := keyErrs["bad"]; e == nil || e.Error() != "failed to retrieve external data item from provider ok: unknown image" {
+		t.Errorf("bad: %v", e)
+	}
+	if e := keyErrs["num"]; e == nil || e.Error() != "failed to convert external data item value from provider ok to string, got type float64" {
+		t.Errorf("num: %v", e)
+	}
+	for name, want := range map[string]string{
+		"system":   "failed to validate external data response from provider system: non-empty system error: registry down",
+		"volatile": "failed to validate external data response from provider volatile: non-idempotent response",
+		"nowhere":  "failed to get external data provider nowhere: key is not found in provider cache",
+	} {
+		if _, _, err := sys.Resolve(ctx, name, []string{"nginx"}); err == nil || err.Error() != want {
+			t.Errorf("%s: %v, want %q", name, err, want)
+		}
+	}
+}

@@ -4,11 +4,19 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/admission/constraint"
+	"github.com/gatehouse-dev/gatehouse/admission/mutation"
 	"github.com/gatehouse-dev/gatehouse/admission/trace"
+)
+
+var (
+	_ constraint.ExternalData = &System{}
+	_ mutation.ExternalData   = &System{}
 )
 
 // System holds the Providers in force, the client that calls them and the
@@ -171,4 +179,61 @@ func (s *System) query(ctx context.Context, provider string, keys []string) (a A
 	}
 	a.StatusCode, a.SystemError = code, resp.Response.SystemError
 	return a, cached, len(missing)
+}
+
+// Resolve looks keys up for the mutators' assign.externalData
+// (mutation.ExternalData), with the rules of Gatekeeper's mutation: the
+// answer is refused whole when it carries a systemError or is not
+// idempotent (the HTTP status is not judged), and a value must be a
+// string. Answers are not taken from the response cache, which serves
+// validation. The call is traced as a policy of kind Provider.
+func (s *System) Resolve(ctx context.Context, provider string, keys []string) (map[string]string, map[string]error, error) {
+	start := time.Now()
+	values, keyErrs, err := s.resolve(ctx, provider, keys)
+	if trace.Tracing(ctx) {
+		p := trace.Policy{Kind: Kind, Name: provider, Verdict: trace.VerdictAllow, CallDuration: time.Since(start),
+			Reason: fmt.Sprintf("assign.externalData: %d keys, %d values", len(keys), len(values))}
+		if len(keyErrs) > 0 {
+			p.Reason += fmt.Sprintf(", %d without a value", len(keyErrs))
+		}
+		if err != nil {
+			p.Verdict, p.Message = trace.VerdictError, err.Error()
+		}
+		trace.AddPolicy(ctx, p)
+	}
+	return values, keyErrs, err
+}
+
+func (s *System) resolve(ctx context.Context, provider string, keys []string) (map[string]string, map[string]error, error) {
+	p, ok := s.Provider(provider)
+	if !ok {
+		return nil, nil, fmt.Errorf("failed to get external data provider %s: %w", provider, errUnknownProvider)
+	}
+	resp, _, err := s.client.Send(ctx, p, keys)
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to send external data request to provider %s: %w", provider, err)
+	}
+	switch {
+	case strings.TrimSpace(resp.Response.SystemError) != "":
+		return nil, nil, fmt.Errorf("failed to validate external data response from provider %s: non-empty system error: %s", provider, resp.Response.SystemError)
+	case !resp.Response.Idempotent:
+		return nil, nil, fmt.Errorf("failed to validate external data response from provider %s: non-idempotent response", provider)
+	}
+	values, keyErrs := map[string]string{}, map[string]error{}
+	for _, it := range resp.Response.Items {
+		if !slices.Contains(keys, it.Key) {
+			continue
+		}
+		if it.Error != "" {
+			keyErrs[it.Key] = fmt.Errorf("failed to retrieve external data item from provider %s: %s", provider, it.Error)
+			continue
+		}
+		v, ok := it.Value.(string)
+		if !ok {
+			keyErrs[it.Key] = fmt.Errorf("failed to convert external data item value from provider %s to string, got type %T", provider, it.Value)
+			continue
+		}
+		values[it.Key] = v
+	}
+	return values, keyErrs, nil
 }

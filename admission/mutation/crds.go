@@ -130,9 +130,8 @@ func pathTestsSchema() apiextensionsv1.JSONSchemaProps {
 	}}}
 }
 
-// assignFieldSchema is spec.parameters.assign. externalData is in
-// Gatekeeper's schema, so it is accepted by the API server; Parse then
-// rejects it, Gatehouse having no external data providers.
+// assignFieldSchema is spec.parameters.assign, with Gatekeeper's defaults
+// for externalData.
 func assignFieldSchema() apiextensionsv1.JSONSchemaProps {
 	str := apiextensionsv1.JSONSchemaProps{Type: "string"}
 	return apiextensionsv1.JSONSchemaProps{Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{

@@ -22,16 +22,22 @@
 //     Gatekeeper.
 //   - CRDs are the four CRDs with Gatekeeper's schema.
 //
-// Not supported: assign.externalData (Gatehouse has no external data
-// providers; Parse says so) and assignIf, which Gatekeeper itself removed.
+// assign.externalData (Assign, and AssignMetadata with dataSource
+// Username) writes a provider's answer (see package externaldata): as in
+// Gatekeeper, each such mutator leaves a placeholder, and once the mutators
+// have converged every provider is called once with the distinct keys of
+// its placeholders; failurePolicy says what a key without a value gets
+// (Fail refuses the request, Ignore keeps the key, UseDefault writes
+// default). Not supported: assignIf, which Gatekeeper itself removed.
 //
-// What is left to the admission plugin, as Gatekeeper's webhook
-// configuration does it: Gatekeeper's mutating webhook fails open
-// (failurePolicy Ignore, 1 s timeout), so an error from Mutate, including
-// non-convergence, lets the request through unmutated there; and it skips
-// namespaces labelled admission.gatekeeper.sh/ignore, gatekeeper-system and
-// the namespaces Gatekeeper's Config excludes from the mutation-webhook
-// process (constraint.Exclusions).
+// What is left to the admission plugin, as Gatekeeper's webhook does it:
+// an error from Mutate (non-convergence, an external data failure) refuses
+// the request in Gatekeeper's words ("admission webhook
+// "mutation.gatekeeper.sh" denied the request: ..."), since that webhook
+// answers with an error response rather than failing the call; and it
+// skips namespaces labelled admission.gatekeeper.sh/ignore,
+// gatekeeper-system and the namespaces Gatekeeper's Config excludes from
+// the mutation-webhook process (constraint.Exclusions).
 //
 // Usage:
 //

@@ -22,9 +22,10 @@ func (t tester) missingOK(depth int) bool {
 	return !ok || c == MustNotExist
 }
 
-// mutate applies m to obj in place and reports whether obj changed.
-func (m *Mutator) mutate(obj *unstructured.Unstructured) (bool, error) {
-	w := &walker{m: m}
+// mutate applies m to obj in place and reports whether obj changed;
+// username is the requesting user's (for externalData's Username).
+func (m *Mutator) mutate(obj *unstructured.Unstructured, username string) (bool, error) {
+	w := &walker{m: m, username: username}
 	switch m.kind {
 	case KindAssign, KindAssignMetadata:
 		w.value = m.value
@@ -46,8 +47,9 @@ func (m *Mutator) mutate(obj *unstructured.Unstructured) (bool, error) {
 // tests stop the walk where they fail. What the walk creates is kept only if
 // the walk reaches the end of the location.
 type walker struct {
-	m     *Mutator
-	value any // the resolved value of an Assign or AssignMetadata
+	m        *Mutator
+	value    any // the resolved value of an Assign or AssignMetadata
+	username string
 }
 
 // at walks node depth of the location in cur. reached reports that the end
@@ -170,6 +172,14 @@ func (w *walker) set(obj map[string]any, key string, depth int) (bool, error) {
 	var value any
 	switch w.m.kind {
 	case KindAssign, KindAssignMetadata:
+		if w.m.externalData != nil {
+			p, err := w.newPlaceholder(old, exists)
+			if err != nil {
+				return false, err
+			}
+			value = p
+			break
+		}
 		value = copyJSON(w.value)
 	case KindModifySet:
 		if !exists {

@@ -59,10 +59,12 @@ type Mutator struct {
 	match   *constraint.Match
 	tests   tester
 
-	// Assign and AssignMetadata: a constant value, or a metadata field
-	// ("name" or "namespace") read from the object being mutated.
+	// Assign and AssignMetadata: a constant value, a metadata field
+	// ("name" or "namespace") read from the object being mutated, or a
+	// provider's answer.
 	value        any
 	fromMetadata string
+	externalData *ExternalDataSpec
 	// ModifySet.
 	setOp     string
 	setValues []any
@@ -321,6 +323,8 @@ func (m *Mutator) parseAssign(spec *fields) error {
 		return nil
 	}
 	switch {
+	case m.externalData != nil:
+		return fmt.Errorf("spec.location: %s: cannot assign external data response to a list", m.location)
 	case m.fromMetadata != "":
 		return fmt.Errorf("spec.parameters.assign.fromMetadata: cannot assign a metadata field to the list element %s", m.location)
 	case last.Glob:
@@ -391,7 +395,9 @@ func (m *Mutator) parseAssignField(params *fields) error {
 	}
 	switch set[0] {
 	case "externalData":
-		return errors.New("spec.parameters.assign.externalData: not supported by Gatehouse (it has no external data providers)")
+		if m.externalData, err = parseExternalData(a); err != nil {
+			return err
+		}
 	case "value":
 		a.seen("value")
 		m.value = copyJSON(a.m["value"])
@@ -411,6 +417,50 @@ func (m *Mutator) parseAssignField(params *fields) error {
 		}
 	}
 	return a.done()
+}
+
+// parseExternalData reads assign.externalData with Gatekeeper's defaults
+// (those of its CRD, for objects read before the API server defaults
+// them) and rules.
+func parseExternalData(a *fields) (*ExternalDataSpec, error) {
+	ed, err := a.obj("externalData")
+	if err != nil {
+		return nil, err
+	}
+	spec := &ExternalDataSpec{}
+	if spec.Provider, err = ed.str("provider"); err != nil {
+		return nil, err
+	}
+	if spec.Provider == "" {
+		return nil, errors.New("spec.parameters.assign.externalData.provider: Required value")
+	}
+	if spec.DataSource, err = ed.str("dataSource"); err != nil {
+		return nil, err
+	}
+	switch spec.DataSource {
+	case "":
+		spec.DataSource = DataSourceValueAtLocation
+	case DataSourceValueAtLocation, DataSourceUsername:
+	default:
+		return nil, fmt.Errorf(`spec.parameters.assign.externalData.dataSource: Unsupported value %q: supported values: "ValueAtLocation", "Username"`, spec.DataSource)
+	}
+	if spec.FailurePolicy, err = ed.str("failurePolicy"); err != nil {
+		return nil, err
+	}
+	switch spec.FailurePolicy {
+	case "":
+		spec.FailurePolicy = FailurePolicyFail
+	case FailurePolicyFail, FailurePolicyIgnore, FailurePolicyUseDefault:
+	default:
+		return nil, fmt.Errorf(`spec.parameters.assign.externalData.failurePolicy: Unsupported value %q: supported values: "UseDefault", "Ignore", "Fail"`, spec.FailurePolicy)
+	}
+	if spec.Default, err = ed.str("default"); err != nil {
+		return nil, err
+	}
+	if spec.FailurePolicy == FailurePolicyUseDefault && spec.Default == "" {
+		return nil, errors.New("spec.parameters.assign.externalData.default: `default` must not be empty when `failurePolicy` is set to `UseDefault`")
+	}
+	return spec, ed.done()
 }
 
 // parsePathTests reads spec.parameters.pathTests as pkg/mutation/path/tester
@@ -506,6 +556,9 @@ func (m *Mutator) parseAssignMetadata(spec *fields) error {
 		if _, ok := m.value.(string); !ok {
 			return fmt.Errorf("spec.parameters.assign.value: must be a string for AssignMetadata, got %s", typeName(m.value))
 		}
+	}
+	if m.externalData != nil && m.externalData.DataSource != DataSourceUsername {
+		return fmt.Errorf("spec.parameters.assign.externalData.dataSource: only username data source is supported for assignmetadata %s", m.name)
 	}
 	m.tests = tester{2: MustNotExist}
 	return nil

@@ -192,7 +192,12 @@ spec:
 		{"assign nothing", assignYAML("a", "spec.x", "assign: {}"), "spec.parameters.assign: exactly one of value, fromMetadata or externalData must be set, got 0"},
 		{"assign null value", assignYAML("a", "spec.x", "assign: {value: null}"), "spec.parameters.assign: exactly one of value, fromMetadata or externalData must be set, got 0"},
 		{"assign two", assignYAML("a", "spec.x", "assign: {value: 1, fromMetadata: {field: name}}"), "spec.parameters.assign: exactly one of value, fromMetadata or externalData must be set, got 2"},
-		{"externalData", assignYAML("a", "spec.x", "assign: {externalData: {provider: p}}"), "spec.parameters.assign.externalData: not supported by Gatehouse (it has no external data providers)"},
+		{"externalData without provider", assignYAML("a", "spec.x", "assign: {externalData: {dataSource: Username}}"), "spec.parameters.assign.externalData.provider: Required value"},
+		{"externalData dataSource", assignYAML("a", "spec.x", "assign: {externalData: {provider: p, dataSource: Header}}"), `spec.parameters.assign.externalData.dataSource: Unsupported value "Header": supported values: "ValueAtLocation", "Username"`},
+		{"externalData failurePolicy", assignYAML("a", "spec.x", "assign: {externalData: {provider: p, failurePolicy: Retry}}"), `spec.parameters.assign.externalData.failurePolicy: Unsupported value "Retry": supported values: "UseDefault", "Ignore", "Fail"`},
+		{"externalData UseDefault without default", assignYAML("a", "spec.x", "assign: {externalData: {provider: p, failurePolicy: UseDefault}}"), "spec.parameters.assign.externalData.default: `default` must not be empty when `failurePolicy` is set to `UseDefault`"},
+		{"externalData unknown field", assignYAML("a", "spec.x", "assign: {externalData: {provider: p, timeout: 3}}"), `spec.parameters.assign.externalData: unknown field "timeout"`},
+		{"externalData to a list element", assignYAML("a", "spec.containers[name: foo]", "assign: {externalData: {provider: p}}"), "spec.location: spec.containers[name: foo]: cannot assign external data response to a list"},
 		{"fromMetadata field", assignYAML("a", "spec.x", "assign: {fromMetadata: {field: uid}}"), `spec.parameters.assign.fromMetadata.field: Unsupported value "uid": supported values: "namespace", "name"`},
 		{"fromMetadata to list", assignYAML("a", "spec.containers[name: x]", "assign: {fromMetadata: {field: name}}"), "spec.parameters.assign.fromMetadata: cannot assign a metadata field to the list element spec.containers[name: x]"},
 		{"non-object into keyed list", assignYAML("a", "spec.containers[name: x]", "assign: {value: x}"), "spec.parameters.assign.value: must be an object to be put in the keyed list at spec.containers[name: x], got a string"},
@@ -219,7 +224,7 @@ spec:
 		{"AssignMetadata name", assignMetadata("metadata.name.x", "assign: {value: y}"), "spec.location: AssignMetadata can only set metadata.labels.<key> or metadata.annotations.<key>, got metadata.name.x"},
 		{"AssignMetadata non-string", assignMetadata("metadata.labels.x", "assign: {value: 3}"), "spec.parameters.assign.value: must be a string for AssignMetadata, got a number"},
 		{"AssignMetadata pathTests", assignMetadata("metadata.labels.x", "assign: {value: y}\npathTests: []"), `spec.parameters: unknown field "pathTests"`},
-		{"AssignMetadata externalData", assignMetadata("metadata.labels.x", "assign: {externalData: {provider: p, dataSource: Username}}"), "spec.parameters.assign.externalData: not supported by Gatehouse (it has no external data providers)"},
+		{"AssignMetadata externalData from the location", assignMetadata("metadata.labels.x", "assign: {externalData: {provider: p}}"), "spec.parameters.assign.externalData.dataSource: only username data source is supported for assignmetadata am"},
 
 		// ModifySet.
 		{"ModifySet keyed list", modifySet("spec.containers[name: foo]", "values: {fromList: [a]}"), "spec.location: spec.containers[name: foo] ends in a keyed list element; a ModifySet location names the field that holds the list"},

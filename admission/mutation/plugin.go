@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/admission"
-	"k8s.io/apiserver/pkg/warning"
+	webhookerrors "k8s.io/apiserver/pkg/admission/plugin/webhook/errors"
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 	"github.com/gatehouse-dev/gatehouse/admission/trace"
@@ -37,11 +39,14 @@ func Register(plugins *admission.Plugins, system *System, namespaces constraint.
 
 // Plugin applies Gatekeeper's mutators in-process, where Gatekeeper's
 // mutating webhook would: after MutatingAdmissionPolicy, before the
-// mutating webhooks, on CREATE and UPDATE. Like that webhook (failurePolicy
-// Ignore) it lets a request through unmutated when mutation fails, and
-// says so in a warning. As its validating half, it refuses mutators that
-// Gatekeeper's webhook would refuse, so none is stored and silently
-// ignored.
+// mutating webhooks, on CREATE and UPDATE. When mutation fails (mutators
+// that never converge, an external data value that cannot be had under
+// failurePolicy Fail) the request is refused in that webhook's words: it
+// answers such a request with an error response (allowed: false, code
+// 500), which the API server turns into a denial whatever the webhook's
+// failurePolicy, since the call itself succeeded. As its validating half,
+// it refuses mutators that Gatekeeper's webhook would refuse, so none is
+// stored and silently ignored.
 type Plugin struct {
 	*admission.Handler
 	system     *System
@@ -75,9 +80,9 @@ func (p *Plugin) Admit(ctx context.Context, attrs admission.Attributes, o admiss
 	}
 	if err := p.mutate(ctx, attrs, o); err != nil {
 		msg := strings.Join(strings.Fields(err.Error()), " ")
-		p.logger.Warn("gatekeeper mutation failed; the object goes on unmutated, as under Gatekeeper's failurePolicy Ignore",
+		p.logger.Warn("gatekeeper mutation failed; the request is refused, as Gatekeeper's webhook refuses it",
 			"resource", attrs.GetResource().Resource, "namespace", attrs.GetNamespace(), "name", attrs.GetName(), "error", msg)
-		warning.AddWarning(ctx, "", "Gatekeeper mutation skipped (failurePolicy Ignore): "+msg)
+		return webhookerrors.ToStatusErr(mutationWebhook, &metav1.Status{Code: http.StatusInternalServerError, Message: msg})
 	}
 	return nil
 }
@@ -100,6 +105,9 @@ func (p *Plugin) mutate(ctx context.Context, attrs admission.Attributes, o admis
 		u = &unstructured.Unstructured{Object: content}
 	}
 	req := &Request{Operation: attrs.GetOperation(), GVK: attrs.GetKind(), Namespace: attrs.GetNamespace()}
+	if u := attrs.GetUserInfo(); u != nil {
+		req.Username = u.GetName()
+	}
 	if ns := attrs.GetNamespace(); ns != "" && p.namespaces != nil {
 		req.NamespaceObject = p.namespaces(ns)
 	}
@@ -116,7 +124,7 @@ func (p *Plugin) mutate(ctx context.Context, attrs admission.Attributes, o admis
 		trace.AddPolicy(ctx, trace.Policy{Kind: "MutatingWebhook", Name: mutationWebhook, Verdict: trace.VerdictSkip, Reason: "no mutator applied: " + why})
 		return nil
 	}
-	changed, applied, err := p.system.Mutate(req, u)
+	changed, applied, err := p.system.MutateContext(ctx, req, u)
 	// For the admission trace: the mutators that changed the object, as
 	// "<kind>//<name>:<generation>".
 	for _, id := range applied {

@@ -2,6 +2,7 @@ package mutation
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -52,6 +53,9 @@ type Request struct {
 	// ExpansionTemplate's resultant): mutators with spec.match.source
 	// Generated apply to it, those with Original do not.
 	Generated bool
+	// Username is the requesting user's name, the key of
+	// assign.externalData with dataSource Username.
+	Username string
 }
 
 // System holds the mutators in force and applies them. It is safe for
@@ -64,6 +68,16 @@ type System struct {
 	// conflicts maps the ID of each mutator that is not applied because of
 	// a schema conflict to the IDs of the mutators it conflicts with.
 	conflicts map[string][]string
+	// externalData answers assign.externalData (SetExternalData).
+	externalData ExternalData
+}
+
+// SetExternalData makes x answer the mutators' assign.externalData. Without
+// it, a request that such a mutator changes fails, saying so.
+func (s *System) SetExternalData(x ExternalData) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.externalData = x
 }
 
 // NewSystem returns a System without mutators.
@@ -169,6 +183,16 @@ var gatekeeperGroups = []string{
 // names the mutators that changed it, in Gatekeeper's annotation format
 // ("<kind>//<name>:<generation>"), sorted. On error obj is left as it was.
 func (s *System) Mutate(req *Request, obj *unstructured.Unstructured) (changed bool, applied []string, err error) {
+	return s.MutateContext(context.Background(), req, obj)
+}
+
+// MutateContext is Mutate with the context that calls to external data
+// providers (assign.externalData) are made with. Once the mutators have
+// converged, the values they asked providers for are fetched, one call per
+// provider, and written where they go; a value that cannot be had fails
+// the mutation under failurePolicy Fail, as in Gatekeeper ("failed to
+// resolve external data placeholders: ...").
+func (s *System) MutateContext(ctx context.Context, req *Request, obj *unstructured.Unstructured) (changed bool, applied []string, err error) {
 	if req == nil || obj == nil || obj.Object == nil {
 		return false, nil, errors.New("mutate: no request or object")
 	}
@@ -180,6 +204,24 @@ func (s *System) Mutate(req *Request, obj *unstructured.Unstructured) (changed b
 	if req.SubResource != "" || slices.Contains(gatekeeperGroups, req.GVK.Group) {
 		return false, nil, nil
 	}
+	work, restore, applied, x, err := s.converge(req, obj)
+	if err != nil || work == nil {
+		return false, nil, err
+	}
+	// Out of the lock: providers may take their timeout to answer.
+	if err := resolvePlaceholders(ctx, x, work.Object); err != nil {
+		return false, nil, fmt.Errorf("failed to resolve external data placeholders: %w", err)
+	}
+	restore()
+	obj.Object = work.Object
+	return true, applied, nil
+}
+
+// converge applies the mutators to a copy of obj until it stops changing
+// and returns the copy with its namespace still set for mutation (restore
+// puts obj's back), the mutators that changed it and what answers their
+// externalData; a nil copy when none changed it.
+func (s *System) converge(req *Request, obj *unstructured.Unstructured) (work *unstructured.Unstructured, restore func(), applied []string, x ExternalData, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	// The mutators that may apply: applyTo is tested once, spec.match on
@@ -191,10 +233,10 @@ func (s *System) Mutate(req *Request, obj *unstructured.Unstructured) (changed b
 		}
 	}
 	if len(candidates) == 0 {
-		return false, nil, nil
+		return nil, nil, nil, nil, nil
 	}
 
-	work := &unstructured.Unstructured{Object: copyJSON(obj.Object).(map[string]any)}
+	work = &unstructured.Unstructured{Object: copyJSON(obj.Object).(map[string]any)}
 	// Gatekeeper's webhook gives the object the request's namespace (none
 	// for a Namespace) while mutating and puts the original back after.
 	isNamespace := req.GVK.Group == "" && req.GVK.Kind == "Namespace"
@@ -202,7 +244,7 @@ func (s *System) Mutate(req *Request, obj *unstructured.Unstructured) (changed b
 	if isNamespace {
 		ns = ""
 	}
-	restore := setNamespace(work, ns)
+	restore = setNamespace(work, ns)
 	target := &constraint.Target{GVK: req.GVK, Namespace: ns, Object: work.Object, NamespaceObject: req.NamespaceObject, Generated: req.Generated}
 	if isNamespace {
 		target.NamespaceObject = work.Object
@@ -217,14 +259,14 @@ func (s *System) Mutate(req *Request, obj *unstructured.Unstructured) (changed b
 			target.Name = work.GetName()
 			ok, err := m.matches(target)
 			if err != nil {
-				return false, nil, fmt.Errorf("matching for mutator %s failed for %s: %w", m.ID(), describe(req, work), err)
+				return nil, nil, nil, nil, fmt.Errorf("matching for mutator %s failed for %s: %w", m.ID(), describe(req, work), err)
 			}
 			if !ok {
 				continue
 			}
-			c, err := m.mutate(work)
+			c, err := m.mutate(work, req.Username)
 			if err != nil {
-				return false, nil, fmt.Errorf("mutation %s for mutator %s failed for %s: %w", uuid.NewUUID(), m.ID(), describe(req, work), err)
+				return nil, nil, nil, nil, fmt.Errorf("mutation %s for mutator %s failed for %s: %w", uuid.NewUUID(), m.ID(), describe(req, work), err)
 			}
 			if c {
 				appliedNow = append(appliedNow, m.String())
@@ -232,22 +274,20 @@ func (s *System) Mutate(req *Request, obj *unstructured.Unstructured) (changed b
 		}
 		if len(appliedNow) == 0 || jsonEqual(before, work.Object) {
 			if iteration == 1 {
-				return false, nil, nil
+				return nil, nil, nil, nil, nil
 			}
-			restore()
-			obj.Object = work.Object
 			applied = make([]string, 0, len(appliedSet))
 			for a := range appliedSet {
 				applied = append(applied, a)
 			}
 			slices.Sort(applied)
-			return true, applied, nil
+			return work, restore, applied, s.externalData, nil
 		}
 		for _, a := range appliedNow {
 			appliedSet[a] = true
 		}
 	}
-	return false, nil, fmt.Errorf("%w: mutation %s not converging for %s", ErrNotConverging, uuid.NewUUID(), describe(req, work))
+	return nil, nil, nil, nil, fmt.Errorf("%w: mutation %s not converging for %s", ErrNotConverging, uuid.NewUUID(), describe(req, work))
 }
 
 // describe is how Gatekeeper names the object in mutation errors:
