@@ -14,8 +14,10 @@
 //   - System holds the Providers in force and answers the external_data
 //     builtin of ConstraintTemplates' Rego (constraint.ExternalData), with
 //     Gatekeeper's response cache (per provider and key, 3 minutes by
-//     default, values and per-key errors). Each call is traced as a
-//     policy of kind Provider.
+//     default, values and per-key errors), and the mutators'
+//     assign.externalData (mutation.ExternalData: answers with a
+//     systemError or not idempotent refused whole, string values only).
+//     Each call is traced as a policy of kind Provider.
 //   - Syncer fills a System from the cluster and writes each Provider's
 //     status.byPod; the admission plugin (PluginName) refuses Providers
 //     Gatekeeper would refuse.
