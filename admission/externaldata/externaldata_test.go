@@ -117,7 +117,7 @@ func (f *fakeProvider) keysCalled() [][]string {
 	return slices.Clone(f.calls)
 }
 
-func startProvider(t *testing.T, clientAuth tls.ClientAuthType) (*fakeProvider, *httptest.Server) {
+func startProvider(t testing.TB, clientAuth tls.ClientAuthType) (*fakeProvider, *httptest.Server) {
 	t.Helper()
 	f := &fakeProvider{}
 	srv := httptest.NewUnstartedServer(f)
@@ -127,7 +127,7 @@ func startProvider(t *testing.T, clientAuth tls.ClientAuthType) (*fakeProvider, 
 	return f, srv
 }
 
-func mustParse(t *testing.T, name, url, ca string) *Provider {
+func mustParse(t testing.TB, name, url, ca string) *Provider {
 	t.Helper()
 	p, err := Parse(providerObject(name, map[string]any{"url": url, "timeout": int64(3), "caBundle": ca}))
 	if err != nil {
