@@ -205,10 +205,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	// engine at admission and in audit.
 	expansions := expansion.NewSystem(mutators)
 	engine.SetExpander(expansions)
-	expansionSyncer, err := expansion.NewSyncer(admin, expansions, logger)
-	if err != nil {
-		return nil, err
-	}
+	expansionSyncer := expansion.NewSyncer(admin, expansions, logger)
 	// Gatekeeper external data: the Providers that templates' external_data
 	// calls, offered Gatehouse's client certificate when they ask for one.
 	clientCert, err := tls.LoadX509KeyPair(bundle.ExternalDataClient.CertFile, bundle.ExternalDataClient.KeyFile)
@@ -218,10 +215,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	providers := externaldata.NewSystem(&externaldata.Client{Certificate: func() (*tls.Certificate, error) { return &clientCert, nil }}, externaldata.DefaultCacheTTL)
 	engine.SetExternalData(providers)
 	mutators.SetExternalData(providers)
-	providerSyncer, err := externaldata.NewSyncer(admin, providers, logger)
-	if err != nil {
-		return nil, err
-	}
+	providerSyncer := externaldata.NewSyncer(admin, providers, logger)
 	gatekeeperSyncers := []gatekeeperSyncer{
 		{"gatekeeper constraints", syncer.Start},
 		{"gatekeeper mutators", mutationSyncer.Start},

@@ -11,7 +11,8 @@
 //     (no name, no templateSource, no generatedGVK) and naming the field.
 //   - System holds the templates in force and implements
 //     constraint.Expander: the constraint plugin and the audit call it.
-//   - Syncer keeps a System in step with the cluster and installs the CRD.
+//   - NewSyncer keeps a System in step with the cluster and installs the
+//     CRD (a constraint.ObjectSyncer).
 //   - Plugin-side validation lives in the constraint plugin's chain entry
 //     (Validate here refuses a template that does not parse).
 //
@@ -19,6 +20,6 @@
 //
 //	sys := expansion.NewSystem(mutators)   // the mutation.System of GatekeeperMutation
 //	engine.SetExpander(sys)                // constraint.Engine
-//	syncer, _ := expansion.NewSyncer(adminConfig, sys, logger)
+//	syncer := expansion.NewSyncer(adminConfig, sys, logger)
 //	_ = syncer.Start(ctx)                  // once the API server serves
 package expansion

@@ -1,102 +1,45 @@
 package expansion
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
-	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 )
 
-// Syncer keeps a System in step with the cluster's ExpansionTemplates, as
-// Gatekeeper's expansion controller does: it installs the CRD, upserts
-// every template that parses and reports each in status.byPod.
-type Syncer struct {
-	system *System
-	dyn    dynamic.Interface
-	crds   apiextensionsclient.Interface
-	logger *slog.Logger
-	status *constraint.ByPodStatus
-}
-
-// NewSyncer returns a syncer for the cluster cfg points at.
-func NewSyncer(cfg *rest.Config, system *System, logger *slog.Logger) (*Syncer, error) {
-	dyn, crds, err := constraint.Clients(cfg)
-	if err != nil {
-		return nil, err
-	}
+// NewSyncer returns the syncer that keeps system in step with the
+// cluster's ExpansionTemplates, as Gatekeeper's expansion controller does:
+// it installs the CRD, upserts every template that parses and reports each
+// in status.byPod.
+func NewSyncer(cfg *rest.Config, system *System, logger *slog.Logger) *constraint.ObjectSyncer {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Syncer{system: system, dyn: dyn, crds: crds, logger: logger}, nil
-}
-
-// Start installs the CRD and starts the informer; it returns once the
-// templates that exist are in force. Work goes on until ctx ends.
-func (s *Syncer) Start(ctx context.Context) error {
-	if err := constraint.EnsureCRDs(ctx, s.crds, s.dyn, false, CRD()); err != nil {
-		return err
-	}
-	s.status = constraint.NewByPodStatus(s.dyn, s.logger)
-	go s.status.Run(ctx)
-	factory := dynamicinformer.NewDynamicSharedInformerFactory(s.dyn, 0)
-	handled, err := factory.ForResource(GVR).Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    s.upsert,
-		UpdateFunc: func(_, obj any) { s.upsert(obj) },
-		DeleteFunc: func(obj any) {
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = d.Obj
+	return constraint.NewObjectSyncer(cfg, constraint.ObjectSyncer{
+		Resource: "ExpansionTemplates", CRD: CRD(), GVR: GVR,
+		Upsert: func(u *unstructured.Unstructured) map[string]any {
+			entry := map[string]any{
+				"templateUID":        string(u.GetUID()),
+				"observedGeneration": u.GetGeneration(),
+				"operations":         []any{"audit", "webhook"},
+				"enforced":           true,
 			}
-			if u, ok := obj.(*unstructured.Unstructured); ok {
-				s.status.Forget(GVR, "", u.GetName())
-				s.system.Remove(u.GetName())
+			t, err := Parse(u)
+			if err != nil {
+				// Stored before Gatehouse refused such templates: say why it
+				// is not in force.
+				system.Remove(u.GetName())
+				logger.Warn("ExpansionTemplate not in force", "template", u.GetName(), "error", err)
+				entry["enforced"] = false
+				entry["errors"] = []any{map[string]any{"message": strings.Join(strings.Fields(err.Error()), " ")}}
+				return entry
 			}
+			system.Upsert(t)
+			return entry
 		},
-	})
-	if err != nil {
-		return err
-	}
-	factory.Start(ctx.Done())
-	err = wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		return handled.HasSynced(), nil
-	})
-	if err != nil {
-		return fmt.Errorf("ExpansionTemplates did not sync: %w", err)
-	}
-	return nil
-}
-
-func (s *Syncer) upsert(obj any) {
-	u, ok := obj.(*unstructured.Unstructured)
-	if !ok {
-		return
-	}
-	entry := map[string]any{
-		"templateUID":        string(u.GetUID()),
-		"observedGeneration": u.GetGeneration(),
-		"operations":         []any{"audit", "webhook"},
-		"enforced":           true,
-	}
-	t, err := Parse(u)
-	if err != nil {
-		// Stored before Gatehouse refused such templates: say why it is not
-		// in force.
-		s.system.Remove(u.GetName())
-		s.logger.Warn("ExpansionTemplate not in force", "template", u.GetName(), "error", err)
-		entry["enforced"] = false
-		entry["errors"] = []any{map[string]any{"message": strings.Join(strings.Fields(err.Error()), " ")}}
-	} else {
-		s.system.Upsert(t)
-	}
-	s.status.Set(GVR, u, entry)
+		Remove: system.Remove,
+	}, logger)
 }

@@ -18,7 +18,7 @@
 //     assign.externalData (mutation.ExternalData: answers with a
 //     systemError or not idempotent refused whole, string values only).
 //     Each call is traced as a policy of kind Provider.
-//   - Syncer fills a System from the cluster and writes each Provider's
+//   - NewSyncer fills a System from the cluster and writes each Provider's
 //     status.byPod; the admission plugin (PluginName) refuses Providers
 //     Gatekeeper would refuse.
 //
