@@ -608,6 +608,15 @@ func classify(res *Result, err error) {
 		res.Verdict = Error
 		res.Message += " (the object exists already: give it with --existing to check an update)"
 	default:
+		// A webhook that answers allowed: false with an error status
+		// (controller-runtime's admission.Errored, as Gatekeeper's
+		// mutation webhook does when mutation fails) refuses the request
+		// with that status's code and no reason.
+		if strings.Contains(s.Message, "admission webhook \"") && strings.Contains(s.Message, "\" denied the request") {
+			res.Verdict = Denied
+			res.Findings = append(denialFindings(s.Message), res.Findings...)
+			return
+		}
 		res.Verdict = Error
 	}
 }

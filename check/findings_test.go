@@ -3,6 +3,9 @@ package check
 import (
 	"reflect"
 	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestDenialFindings(t *testing.T) {
@@ -62,5 +65,24 @@ func TestSummary(t *testing.T) {
 	}
 	if !Summarize([]Result{{Verdict: Allowed}, {Verdict: Warned}}).Passed() {
 		t.Error("allowed and warned did not pass")
+	}
+}
+
+// TestClassifyWebhookErrorResponse: a webhook that answers allowed: false
+// with status 500 and no reason (Gatekeeper's mutation webhook when
+// mutation fails) refused the request; a 500 of the API server's own did
+// not.
+func TestClassifyWebhookErrorResponse(t *testing.T) {
+	refused := &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: 500,
+		Message: `admission webhook "mutation.gatekeeper.sh" denied the request: failed to resolve external data placeholders: no`}}
+	var res Result
+	classify(&res, refused)
+	if res.Verdict != Denied || len(res.Findings) != 1 || res.Findings[0].Name != "mutation.gatekeeper.sh" {
+		t.Errorf("a webhook's error response: %s %+v, want Denied by mutation.gatekeeper.sh", res.Verdict, res.Findings)
+	}
+	res = Result{}
+	classify(&res, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: 500, Message: "etcdserver: request timed out"}})
+	if res.Verdict != Error {
+		t.Errorf("a server error: %s, want Error", res.Verdict)
 	}
 }

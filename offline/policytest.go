@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
+	"github.com/gatehouse-dev/gatehouse/admission/externaldata"
 	"github.com/gatehouse-dev/gatehouse/check"
 	"github.com/gatehouse-dev/gatehouse/policies"
 	"github.com/gatehouse-dev/gatehouse/policytest"
@@ -125,6 +126,15 @@ func (s *Session) RunPolicyTest(ctx context.Context, fsys fs.FS, t *policytest.P
 	defer os.RemoveAll(policyDir)
 	for _, p := range loaded {
 		res.Policies[p] = false
+	}
+	// Stubs before the policies: a mutator or template may call its
+	// provider as soon as it is in force.
+	for _, stub := range t.ExternalData {
+		answer := externaldata.Response{Idempotent: stub.Idempotent == nil || *stub.Idempotent, SystemError: stub.SystemError}
+		for _, it := range stub.Items {
+			answer.Items = append(answer.Items, externaldata.Item{Key: it.Key, Value: it.Value, Error: it.Error})
+		}
+		s.cp.Providers.Stub(stub.Provider, answer)
 	}
 	if err := s.ApplyPolicies(ctx, checker, policyDir); err != nil {
 		return suiteFailed(fmt.Errorf("policies: %s", strings.ReplaceAll(err.Error(), policyDir+"/", "")))

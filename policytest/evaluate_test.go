@@ -71,6 +71,11 @@ func TestDecodePolicyTestErrors(t *testing.T) {
 		{"policies: [p]\ncases:\n- name: a\n  operation: UPDATE\n  object: o.yaml\n  expect: {allowed: true}\n", "cases[0].oldObject: Required value for UPDATE"},
 		{"policies: [p]\ncases:\n- name: a\n  object: o.yaml\n  expect: {allowd: true}\n", `unknown field "allowd"`},
 		{"policies: [p]\ncases:\n- name: a\n  object: o.yaml\n  expect: {allowed: true}\n- name: a\n  object: o.yaml\n  expect: {allowed: true}\n", `cases[1].name: Duplicate value "a"`},
+		{"policies: [p]\nexternalData:\n- items: [{key: a, value: b}]\ncases: []\n", "externalData[0].provider: Required value"},
+		{"policies: [p]\nexternalData:\n- provider: p\n- provider: p\ncases: []\n", `externalData[1].provider: Duplicate value "p"`},
+		{"policies: [p]\nexternalData:\n- provider: p\n  items: [{key: a, value: b, error: c}]\ncases: []\n", "externalData[0].items[0]: exactly one of value or error must be set"},
+		{"policies: [p]\nexternalData:\n- provider: p\n  items: [{key: a, value: b}, {key: a, error: c}]\ncases: []\n", `externalData[0].items[1].key: Duplicate value "a"`},
+		{"policies: [p]\nexternalData:\n- provider: p\n  items: [{key: a, vaule: b}]\ncases: []\n", `unknown field "vaule"`},
 	} {
 		fsys := map[string]string{"s.yaml": "apiVersion: gatehouse.dev/v1alpha1\nkind: PolicyTest\n" + tc.doc}
 		_, err := Find(mapFS(fsys), []string{"s.yaml"})

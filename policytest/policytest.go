@@ -35,8 +35,11 @@ type PolicyTest struct {
 	Policies []string `json:"policies"`
 	// Namespaces are labels of namespaces the cases use.
 	Namespaces map[string]map[string]string `json:"namespaces,omitempty"`
-	Cases      []PolicyCase                 `json:"cases"`
-	Skip       bool                         `json:"skip,omitempty"`
+	// ExternalData stands in for Gatekeeper external data providers:
+	// each named provider is answered from its stub, nothing is sent.
+	ExternalData []ProviderStub `json:"externalData,omitempty"`
+	Cases        []PolicyCase   `json:"cases"`
+	Skip         bool           `json:"skip,omitempty"`
 
 	Path string `json:"-"`
 }
@@ -58,6 +61,28 @@ type PolicyCase struct {
 	NamespaceLabels map[string]string `json:"namespaceLabels,omitempty"`
 	Expect          Expectation       `json:"expect"`
 	Skip            bool              `json:"skip,omitempty"`
+}
+
+// ProviderStub is the answer of one external data provider in a suite, in
+// the shape of a ProviderResponse's response.
+type ProviderStub struct {
+	// Provider is the Provider's name, as templates and mutators name it.
+	Provider string `json:"provider"`
+	// Items answer keys, each with a value or an error; a key without an
+	// item is left out of the answer.
+	Items []ProviderItem `json:"items,omitempty"`
+	// SystemError, when set, fails every call.
+	SystemError string `json:"systemError,omitempty"`
+	// Idempotent is the answer's idempotent flag (default true);
+	// Gatekeeper's mutation refuses answers that are not.
+	Idempotent *bool `json:"idempotent,omitempty"`
+}
+
+// ProviderItem is a provider's answer for one key.
+type ProviderItem struct {
+	Key   string `json:"key"`
+	Value any    `json:"value,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // UserInfo is the user a case's request is sent as.
@@ -147,6 +172,9 @@ func decodePolicyTest(u *unstructured.Unstructured) (*PolicyTest, error) {
 	if len(t.Policies) == 0 {
 		return nil, fmt.Errorf("policies: Required value")
 	}
+	if err := checkProviderStubs(t.ExternalData); err != nil {
+		return nil, err
+	}
 	names := map[string]bool{}
 	for i, c := range t.Cases {
 		field := fmt.Sprintf("cases[%d]", i)
@@ -190,6 +218,31 @@ func decodePolicyTest(u *unstructured.Unstructured) (*PolicyTest, error) {
 		}
 	}
 	return t, nil
+}
+
+func checkProviderStubs(stubs []ProviderStub) error {
+	providers := map[string]bool{}
+	for i, stub := range stubs {
+		field := fmt.Sprintf("externalData[%d]", i)
+		if stub.Provider == "" {
+			return fmt.Errorf("%s.provider: Required value", field)
+		}
+		if providers[stub.Provider] {
+			return fmt.Errorf("%s.provider: Duplicate value %q", field, stub.Provider)
+		}
+		providers[stub.Provider] = true
+		keys := map[string]bool{}
+		for j, it := range stub.Items {
+			switch {
+			case keys[it.Key]:
+				return fmt.Errorf("%s.items[%d].key: Duplicate value %q", field, j, it.Key)
+			case (it.Value == nil) == (it.Error == ""):
+				return fmt.Errorf("%s.items[%d]: exactly one of value or error must be set", field, j)
+			}
+			keys[it.Key] = true
+		}
+	}
+	return nil
 }
 
 // Operation is the case's operation, defaulted.

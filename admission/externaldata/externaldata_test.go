@@ -330,3 +330,28 @@ func TestResolve(t *testing.T) {
 		}
 	}
 }
+
+// TestStub: a stub answers for a provider by name, with no Provider and
+// nothing sent: the items for the keys asked, its systemError and its
+// idempotent flag.
+func TestStub(t *testing.T) {
+	ctx := context.Background()
+	sys := NewSystem(nil, time.Minute)
+	sys.Stub("signatures", Response{Idempotent: true, Items: []Item{{Key: "a", Value: "signed"}, {Key: "b", Error: "not signed"}, {Key: "c", Value: "other"}}})
+	sys.Stub("down", Response{Idempotent: true, SystemError: "registry unreachable"})
+	sys.Stub("volatile", Response{Items: []Item{{Key: "a", Value: "x"}}})
+	a := sys.Query(ctx, "signatures", []string{"a", "b", "z"})
+	if !slices.Equal(a.Responses, [][2]any{{"a", "signed"}}) || !slices.Equal(a.Errors, [][2]any{{"b", "not signed"}}) || a.StatusCode != 200 {
+		t.Errorf("stubbed answer = %+v", a)
+	}
+	if a := sys.Query(ctx, "down", []string{"a"}); a.SystemError != "registry unreachable" {
+		t.Errorf("stubbed systemError = %+v", a)
+	}
+	values, keyErrs, err := sys.Resolve(ctx, "signatures", []string{"a", "b"})
+	if err != nil || values["a"] != "signed" || keyErrs["b"] == nil {
+		t.Errorf("Resolve from a stub: %v, %v, %v", values, keyErrs, err)
+	}
+	if _, _, err := sys.Resolve(ctx, "volatile", []string{"a"}); err == nil || !strings.Contains(err.Error(), "non-idempotent response") {
+		t.Errorf("a stub that is not idempotent: %v", err)
+	}
+}

@@ -27,6 +27,45 @@ type System struct {
 
 	mu        sync.RWMutex
 	providers map[string]*Provider
+	// stubs answer for providers in tests (gatehouse test), by name.
+	stubs map[string]*Response
+}
+
+// Stub makes answer stand in for the provider name, whether or not a
+// Provider of that name exists: calls get the answer's items for the keys
+// asked (keys it lacks are left out, as a provider may), its systemError
+// and its idempotent flag, with HTTP status 200, and nothing is sent or
+// cached. For tests of policies that use external data.
+func (s *System) Stub(name string, answer Response) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stubs == nil {
+		s.stubs = map[string]*Response{}
+	}
+	s.stubs[name] = &answer
+}
+
+// ask sends keys to the provider named name, or to its stub; ok is false
+// when there is neither.
+func (s *System) ask(ctx context.Context, name string, keys []string) (resp *ProviderResponse, code int, stubbed, ok bool, err error) {
+	s.mu.RLock()
+	stub, isStub := s.stubs[name]
+	p, isProvider := s.providers[name]
+	s.mu.RUnlock()
+	switch {
+	case isStub:
+		out := &ProviderResponse{APIVersion: APIVersion, Kind: "ProviderResponse", Response: Response{Idempotent: stub.Idempotent, SystemError: stub.SystemError}}
+		for _, it := range stub.Items {
+			if slices.Contains(keys, it.Key) {
+				out.Response.Items = append(out.Response.Items, it)
+			}
+		}
+		return out, http.StatusOK, true, true, nil
+	case !isProvider:
+		return nil, 0, false, false, nil
+	}
+	resp, code, err = s.client.Send(ctx, p, keys)
+	return resp, code, false, true, err
 }
 
 // NewSystem returns a System without providers; answers are cached for
@@ -159,15 +198,13 @@ func (s *System) query(ctx context.Context, provider string, keys []string) (a A
 	if len(missing) == 0 {
 		return a, cached, 0
 	}
-	p, ok := s.Provider(provider)
-	if !ok {
+	resp, code, stubbed, ok, err := s.ask(ctx, provider, missing)
+	switch {
+	case !ok:
 		return failed(http.StatusBadRequest, errUnknownProvider), cached, 0
-	}
-	resp, code, err := s.client.Send(ctx, p, missing)
-	if err != nil {
+	case err != nil:
 		return failed(code, err), cached, len(missing)
-	}
-	if resp.Response.SystemError == "" {
+	case resp.Response.SystemError == "" && !stubbed:
 		s.cache.put(provider, resp.Response.Items)
 	}
 	for _, it := range resp.Response.Items {
@@ -205,12 +242,11 @@ func (s *System) Resolve(ctx context.Context, provider string, keys []string) (m
 }
 
 func (s *System) resolve(ctx context.Context, provider string, keys []string) (map[string]string, map[string]error, error) {
-	p, ok := s.Provider(provider)
-	if !ok {
+	resp, _, _, ok, err := s.ask(ctx, provider, keys)
+	switch {
+	case !ok:
 		return nil, nil, fmt.Errorf("failed to get external data provider %s: %w", provider, errUnknownProvider)
-	}
-	resp, _, err := s.client.Send(ctx, p, keys)
-	if err != nil {
+	case err != nil:
 		return nil, nil, fmt.Errorf("failed to send external data request to provider %s: %w", provider, err)
 	}
 	switch {

@@ -74,6 +74,18 @@ func TestPolicyTestCommand(t *testing.T) {
 		}
 	})
 
+	t.Run("a PolicyTest stubs external data providers", func(t *testing.T) {
+		stdout, stderr, code := runGatehouse(t, 2*time.Minute, "test", filepath.Join(suites, "externaldata"), "-v")
+		for _, want := range []string{"--- PASS: external-data/signed-image-pinned-to-its-digest", "--- PASS: external-data/image-the-digest-provider-does-not-know", "4 passed, 0 failed"} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("stdout lacks %q:\n%s\nstderr:\n%s", want, stdout, stderr)
+			}
+		}
+		if code != 0 {
+			t.Errorf("exit %d, want 0", code)
+		}
+	})
+
 	t.Run("a failing PolicyTest says what was expected and who spoke", func(t *testing.T) {
 		dir := t.TempDir()
 		policies, err := filepath.Abs(filepath.Join(suites, "policytest", "policies"))
