@@ -23,6 +23,18 @@ import (
 	"github.com/gatehouse-dev/gatehouse/policytest"
 )
 
+// StubProviders makes each stub answer for its external data provider,
+// by name, instead of the provider (see externaldata.System.Stub).
+func (s *Session) StubProviders(stubs []policytest.ProviderStub) {
+	for _, stub := range stubs {
+		answer := externaldata.Response{Idempotent: stub.Idempotent == nil || *stub.Idempotent, SystemError: stub.SystemError}
+		for _, it := range stub.Items {
+			answer.Items = append(answer.Items, externaldata.Item{Key: it.Key, Value: it.Value, Error: it.Error})
+		}
+		s.cp.Providers.Stub(stub.Provider, answer)
+	}
+}
+
 // RunPolicyTest runs a PolicyTest suite (Gatehouse's own format) against
 // the session: its namespaces and the old objects of its UPDATE and DELETE
 // cases are made first, then its policies are applied and awaited, then
@@ -129,13 +141,7 @@ func (s *Session) RunPolicyTest(ctx context.Context, fsys fs.FS, t *policytest.P
 	}
 	// Stubs before the policies: a mutator or template may call its
 	// provider as soon as it is in force.
-	for _, stub := range t.ExternalData {
-		answer := externaldata.Response{Idempotent: stub.Idempotent == nil || *stub.Idempotent, SystemError: stub.SystemError}
-		for _, it := range stub.Items {
-			answer.Items = append(answer.Items, externaldata.Item{Key: it.Key, Value: it.Value, Error: it.Error})
-		}
-		s.cp.Providers.Stub(stub.Provider, answer)
-	}
+	s.StubProviders(t.ExternalData)
 	if err := s.ApplyPolicies(ctx, checker, policyDir); err != nil {
 		return suiteFailed(fmt.Errorf("policies: %s", strings.ReplaceAll(err.Error(), policyDir+"/", "")))
 	}

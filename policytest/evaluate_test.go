@@ -98,3 +98,19 @@ func TestInlineObjectNumbersAreIntegers(t *testing.T) {
 		t.Errorf("ratio is %T, want float64", spec["ratio"])
 	}
 }
+
+func TestParseProviderStubs(t *testing.T) {
+	stubs, err := ParseProviderStubs([]byte("- provider: p\n  items: [{key: a, value: b}, {key: c, error: d}]\n  idempotent: false\n"))
+	if err != nil || len(stubs) != 1 || len(stubs[0].Items) != 2 || stubs[0].Idempotent == nil || *stubs[0].Idempotent {
+		t.Fatalf("stubs %+v, err %v", stubs, err)
+	}
+	for doc, want := range map[string]string{
+		"provider: p\n":               "want a list",
+		"- provider: p\n  item: []\n": `unknown field "item"`,
+		"- items: []\n":               "[0].provider: Required value",
+	} {
+		if _, err := ParseProviderStubs([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", doc, err, want)
+		}
+	}
+}

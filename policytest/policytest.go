@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/client-go/util/jsonpath"
+	sigsyaml "sigs.k8s.io/yaml"
 )
 
 // PolicyTestAPIVersion and PolicyTestKind identify Gatehouse's own test
@@ -172,7 +173,7 @@ func decodePolicyTest(u *unstructured.Unstructured) (*PolicyTest, error) {
 	if len(t.Policies) == 0 {
 		return nil, fmt.Errorf("policies: Required value")
 	}
-	if err := checkProviderStubs(t.ExternalData); err != nil {
+	if err := checkProviderStubs("externalData", t.ExternalData); err != nil {
 		return nil, err
 	}
 	names := map[string]bool{}
@@ -220,10 +221,29 @@ func decodePolicyTest(u *unstructured.Unstructured) (*PolicyTest, error) {
 	return t, nil
 }
 
-func checkProviderStubs(stubs []ProviderStub) error {
+// ParseProviderStubs reads a YAML or JSON list of provider stubs (the
+// shape of a PolicyTest's externalData), strictly.
+func ParseProviderStubs(data []byte) ([]ProviderStub, error) {
+	j, err := sigsyaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.DisallowUnknownFields()
+	var stubs []ProviderStub
+	if err := dec.Decode(&stubs); err != nil {
+		return nil, fmt.Errorf("want a list of {provider, items, systemError, idempotent}: %w", err)
+	}
+	if err := checkProviderStubs("", stubs); err != nil {
+		return nil, err
+	}
+	return stubs, nil
+}
+
+func checkProviderStubs(path string, stubs []ProviderStub) error {
 	providers := map[string]bool{}
 	for i, stub := range stubs {
-		field := fmt.Sprintf("externalData[%d]", i)
+		field := fmt.Sprintf("%s[%d]", path, i)
 		if stub.Provider == "" {
 			return fmt.Errorf("%s.provider: Required value", field)
 		}

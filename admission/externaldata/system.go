@@ -45,6 +45,13 @@ func (s *System) Stub(name string, answer Response) {
 	s.stubs[name] = &answer
 }
 
+func (s *System) stubbed(name string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.stubs[name]
+	return ok
+}
+
 // ask sends keys to the provider named name, or to its stub; ok is false
 // when there is neither.
 func (s *System) ask(ctx context.Context, name string, keys []string) (resp *ProviderResponse, code int, stubbed, ok bool, err error) {
@@ -149,14 +156,17 @@ func failed(code int, err error) Answer {
 // as a policy of kind Provider.
 func (s *System) Query(ctx context.Context, provider string, keys []string) Answer {
 	start := time.Now()
-	a, cached, fetched := s.query(ctx, provider, keys)
+	a, cached, fetched, stubbed := s.query(ctx, provider, keys)
 	if trace.Tracing(ctx) {
 		p := trace.Policy{Kind: Kind, Name: provider, Verdict: trace.VerdictAllow, CallDuration: time.Since(start)}
 		var parts []string
 		if cached > 0 {
 			parts = append(parts, fmt.Sprintf("%d from the response cache", cached))
 		}
-		if fetched > 0 {
+		switch {
+		case fetched > 0 && stubbed:
+			parts = append(parts, fmt.Sprintf("%d answered by its stub", fetched))
+		case fetched > 0:
 			parts = append(parts, fmt.Sprintf("%d fetched (HTTP %d)", fetched, a.StatusCode))
 		}
 		p.Reason = fmt.Sprintf("external_data: %d keys", len(keys))
@@ -180,7 +190,7 @@ func (s *System) ExternalData(ctx context.Context, provider string, keys []strin
 	return s.Query(ctx, provider, keys).Value()
 }
 
-func (s *System) query(ctx context.Context, provider string, keys []string) (a Answer, cached, fetched int) {
+func (s *System) query(ctx context.Context, provider string, keys []string) (a Answer, cached, fetched int, stubbed bool) {
 	a.Responses, a.Errors = [][2]any{}, [][2]any{}
 	var missing []string
 	for _, k := range keys {
@@ -196,14 +206,14 @@ func (s *System) query(ctx context.Context, provider string, keys []string) (a A
 	}
 	cached = len(keys) - len(missing)
 	if len(missing) == 0 {
-		return a, cached, 0
+		return a, cached, 0, false
 	}
 	resp, code, stubbed, ok, err := s.ask(ctx, provider, missing)
 	switch {
 	case !ok:
-		return failed(http.StatusBadRequest, errUnknownProvider), cached, 0
+		return failed(http.StatusBadRequest, errUnknownProvider), cached, 0, false
 	case err != nil:
-		return failed(code, err), cached, len(missing)
+		return failed(code, err), cached, len(missing), false
 	case resp.Response.SystemError == "" && !stubbed:
 		s.cache.put(provider, resp.Response.Items)
 	}
@@ -215,7 +225,7 @@ func (s *System) query(ctx context.Context, provider string, keys []string) (a A
 		}
 	}
 	a.StatusCode, a.SystemError = code, resp.Response.SystemError
-	return a, cached, len(missing)
+	return a, cached, len(missing), stubbed
 }
 
 // Resolve looks keys up for the mutators' assign.externalData
@@ -230,6 +240,9 @@ func (s *System) Resolve(ctx context.Context, provider string, keys []string) (m
 	if trace.Tracing(ctx) {
 		p := trace.Policy{Kind: Kind, Name: provider, Verdict: trace.VerdictAllow, CallDuration: time.Since(start),
 			Reason: fmt.Sprintf("assign.externalData: %d keys, %d values", len(keys), len(values))}
+		if s.stubbed(provider) {
+			p.Reason += " (answered by its stub)"
+		}
 		if len(keyErrs) > 0 {
 			p.Reason += fmt.Sprintf(", %d without a value", len(keyErrs))
 		}

@@ -17,13 +17,14 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/check"
 	"github.com/gatehouse-dev/gatehouse/offline"
+	"github.com/gatehouse-dev/gatehouse/policytest"
 	"github.com/gatehouse-dev/gatehouse/webhooks"
 )
 
 func newCheckCommand() *cobra.Command {
 	var (
 		files, existing, nsLabels, apiserverArgs []string
-		policyDir, format, stubs                 string
+		policyDir, format, stubs, providerStubs  string
 		showMutations                            bool
 		verbosity                                int
 	)
@@ -74,7 +75,7 @@ kinds, policies that do not load).`,
 			return runCheck(ctx, cmd, checkRun{
 				files: files, existing: existing, policies: policyDir, format: format,
 				opts:          check.Options{NamespaceLabels: labels, ShowMutations: showMutations},
-				apiserverArgs: apiserverArgs, verbosity: verbosity, stubs: stubs,
+				apiserverArgs: apiserverArgs, verbosity: verbosity, stubs: stubs, providerStubs: providerStubs,
 			})
 		},
 	}
@@ -86,6 +87,7 @@ kinds, policies that do not load).`,
 	cmd.Flags().StringVarP(&format, "output", "o", "table", "output format: "+strings.Join(check.Formats, ", "))
 	cmd.Flags().StringArrayVar(&apiserverArgs, "kube-apiserver-arg", nil, "extra kube-apiserver flag for the ephemeral control plane, as key=value (repeatable)")
 	cmd.Flags().IntVarP(&verbosity, "v", "v", 0, "log verbosity of the upstream components in the log file")
+	cmd.Flags().StringVar(&providerStubs, "stub-providers", "", "file of canned answers of Gatekeeper external data providers (a list of {provider, items: [{key, value|error}], systemError, idempotent}, as a PolicyTest's externalData): each answers for its provider by name instead of the provider")
 	cmd.Flags().StringVar(&stubs, "stub-webhooks", "", "file of recorded webhook calls ('gatehouse webhook log -o json'): every webhook with a recorded call is answered with its last recorded answer instead of being called")
 	return cmd
 }
@@ -98,6 +100,7 @@ type checkRun struct {
 	apiserverArgs   []string
 	verbosity       int
 	stubs           string
+	providerStubs   string
 }
 
 func runCheck(ctx context.Context, cmd *cobra.Command, r checkRun) error {
@@ -117,6 +120,16 @@ func runCheck(ctx context.Context, cmd *cobra.Command, r checkRun) error {
 			return usageErrorf("--stub-webhooks: %v", err)
 		}
 	}
+	var providerStubs []policytest.ProviderStub
+	if r.providerStubs != "" {
+		data, err := os.ReadFile(r.providerStubs)
+		if err == nil {
+			providerStubs, err = policytest.ParseProviderStubs(data)
+		}
+		if err != nil {
+			return usageErrorf("--stub-providers %s: %v", r.providerStubs, err)
+		}
+	}
 	session, _, err := startOffline(ctx, cmd.ErrOrStderr(), r.verbosity, r.apiserverArgs, r.stubs)
 	if err != nil {
 		return err
@@ -127,6 +140,7 @@ func runCheck(ctx context.Context, cmd *cobra.Command, r checkRun) error {
 			session.Close()
 		}
 	}()
+	session.StubProviders(providerStubs)
 	err = checkWith(ctx, cmd, session, inputs, old, r)
 	var ue usageError
 	if err == nil || errors.As(err, &ue) || errors.As(err, new(failedError)) {

@@ -142,6 +142,24 @@ webhooks:
 		}
 	})
 
+	t.Run("external data providers stubbed", func(t *testing.T) {
+		stubs := filepath.Join(t.TempDir(), "stubs.yaml")
+		if err := os.WriteFile(stubs, []byte(`- provider: digests
+  items:
+  - {key: "registry.example/web:1", value: "registry.example/web@sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}
+- provider: signatures
+  items:
+  - {key: "registry.example/web@sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", error: "image is not signed"}
+`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\nspec:\n  containers: [{name: web, image: \"registry.example/web:1\"}]\n"
+		stdout, stderr, code := runGatehouseIn(t, pod, "check", "-f", "-", "--policies", "../../policytest/testdata/externaldata/policies", "--stub-providers", stubs)
+		if code != 1 || !strings.Contains(stdout, "DENIED   Pod shop/web") || !strings.Contains(stdout, "patch  Assign image-digests") || !strings.Contains(stdout, "image registry.example/web@sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08: image is not signed") {
+			t.Errorf("exit %d; stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+		}
+	})
+
 	t.Run("bad input exits 2 naming the fault", func(t *testing.T) {
 		dir := t.TempDir()
 		write := func(name, content string) string {
@@ -173,6 +191,7 @@ webhooks:
 			{"bad namespace labels", []string{"-f", ok, "--namespace-labels", "prod"}, []string{`--namespace-labels "prod": want NS=key=value`}},
 			{"bad format", []string{"-f", ok, "-o", "xml"}, []string{`--output "xml"`}},
 			{"template that does not compile", []string{"-f", ok, "--policies", brokenPolicies}, []string{"ConstraintTemplate k8sbroken", "k8sbroken.rego:5"}},
+			{"provider stubs that do not parse", []string{"-f", ok, "--stub-providers", write("stubs.yaml", "- provider: p\n  items: [{key: a}]\n")}, []string{"--stub-providers " + dir + "/stubs.yaml: [0].items[0]: exactly one of value or error must be set"}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				_, stderr, code := runGatehouse(t, 2*time.Minute, append([]string{"check"}, tc.args...)...)
