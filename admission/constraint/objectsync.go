@@ -30,6 +30,10 @@ type ObjectSyncer struct {
 	Upsert func(*unstructured.Unstructured) map[string]any
 	// Remove takes the object named name out.
 	Remove func(name string)
+	// ReadOnly reads the objects of a cluster whose own control plane owns
+	// them (gatehouse audit): the CRD must be installed already, and no
+	// status is written.
+	ReadOnly bool
 
 	cfg    *rest.Config
 	logger *slog.Logger
@@ -51,11 +55,14 @@ func (s *ObjectSyncer) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := EnsureCRDs(ctx, crds, dyn, false, s.CRD); err != nil {
+	if err := EnsureCRDs(ctx, crds, dyn, s.ReadOnly, s.CRD); err != nil {
 		return err
 	}
-	status := NewByPodStatus(dyn, s.logger)
-	go status.Run(ctx)
+	var status *ByPodStatus // nil writes nothing
+	if !s.ReadOnly {
+		status = NewByPodStatus(dyn, s.logger)
+		go status.Run(ctx)
+	}
 	factory := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
 	upsert := func(obj any) {
 		if u, ok := obj.(*unstructured.Unstructured); ok {

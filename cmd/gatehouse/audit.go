@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -18,6 +20,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
+	"github.com/gatehouse-dev/gatehouse/admission/externaldata"
+	"github.com/gatehouse-dev/gatehouse/controlplane"
 )
 
 // auditOutput is one constraint in -o json and -o yaml.
@@ -66,7 +70,17 @@ violation, 1 when one has (or the audit could not finish), 2 on usage errors.`,
 			}
 			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer cancel()
-			return audit(ctx, cmd, cfg, &out, writeStatus, int(limit))
+			// Templates that call external_data ask the cluster's
+			// Providers, offering the local Gatehouse's client
+			// certificate, as its own audit does.
+			var providerClient externaldata.Client
+			if dir, ok := cluster.gatehouseDataDir(cmd); ok {
+				pkiDir := controlplane.Layout{DataDir: dir}.PKIDir()
+				if cert, err := tls.LoadX509KeyPair(filepath.Join(pkiDir, "external-data-client.crt"), filepath.Join(pkiDir, "external-data-client.key")); err == nil {
+					providerClient.Certificate = func() (*tls.Certificate, error) { return &cert, nil }
+				}
+			}
+			return audit(ctx, cmd, cfg, &providerClient, &out, writeStatus, int(limit))
 		},
 	}
 	cluster.add(cmd)
@@ -76,13 +90,22 @@ violation, 1 when one has (or the audit could not finish), 2 on usage errors.`,
 	return cmd
 }
 
-func audit(ctx context.Context, cmd *cobra.Command, cfg *rest.Config, out *outputFlag, writeStatus bool, limit int) error {
+func audit(ctx context.Context, cmd *cobra.Command, cfg *rest.Config, providerClient *externaldata.Client, out *outputFlag, writeStatus bool, limit int) error {
 	// Warnings (a template that does not compile, a constraint not in
 	// force) go to stderr; results to stdout.
 	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: dropTime}))
 
-	// The same engine and syncer as the server's.
+	// The same engine and syncers as the server's.
 	engine := constraint.NewEngine(0)
+	providers := externaldata.NewSystem(providerClient, externaldata.DefaultCacheTTL)
+	engine.SetExternalData(providers)
+	providerSyncer := externaldata.NewSyncer(cfg, providers, logger)
+	providerSyncer.ReadOnly = true
+	if err := providerSyncer.Start(ctx); err != nil {
+		// A cluster without external data: templates that call it say
+		// the provider is unknown, as Gatekeeper's would.
+		logger.Warn("external data Providers not read", "error", err)
+	}
 	syncer, err := constraint.NewSyncer(cfg, engine, logger)
 	if err != nil {
 		return err

@@ -50,3 +50,13 @@ func (c *clusterFlags) restConfig(cmd *cobra.Command) (*rest.Config, error) {
 	}
 	return cfg, nil
 }
+
+// gatehouseDataDir is the data dir of the cluster restConfig picks, when
+// that cluster is a Gatehouse on this machine (not --kubeconfig or
+// $KUBECONFIG).
+func (c *clusterFlags) gatehouseDataDir(cmd *cobra.Command) (string, bool) {
+	if c.kubeconfig != "" || (!cmd.Flags().Changed("data-dir") && os.Getenv(clientcmd.RecommendedConfigPathEnvVar) != "") {
+		return "", false
+	}
+	return c.dataDir, true
+}

@@ -147,6 +147,8 @@ func TestExternalData(t *testing.T) {
 	for _, ns := range []string{"signed", "down", "digests", "digests-fail"} {
 		inst.mustKubectlIn(t, "", "create", "namespace", ns)
 	}
+	// Stored before the constraints: for the audit to find.
+	inst.mustKubectlIn(t, podIn("signed", "legacy", "registry.example/legacy:unsigned"), "create", "-f", "-")
 
 	t.Run("Providers", func(t *testing.T) {
 		_, stderr, err := inst.kubectlIn(t, strings.Replace(providerManifest("plain-http", "http://127.0.0.1:1/"), "https", "http", 1), "apply", "-f", "-")
@@ -244,6 +246,13 @@ spec:
 		}
 		if found == nil || !strings.Contains(found.Reason, "external_data: 1 keys") {
 			t.Errorf("the trace's Provider policy: %+v\n%s", found, stdout)
+		}
+	})
+
+	t.Run("gatehouse audit asks the providers", func(t *testing.T) {
+		stdout, stderr, code := runGatehouse(t, time.Minute, "audit", "--data-dir", inst.dataDir)
+		if code != 1 || !strings.Contains(stdout, "image registry.example/legacy:unsigned: image is not signed") {
+			t.Errorf("exit %d, want 1 with the stored pod's violation; stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 		}
 	})
 
