@@ -34,7 +34,9 @@
 // an error from Mutate (non-convergence, an external data failure) refuses
 // the request in Gatekeeper's words ("admission webhook
 // "mutation.gatekeeper.sh" denied the request: ..."), since that webhook
-// answers with an error response rather than failing the call; and it
+// answers with an error response rather than failing the call (a mutation
+// that outlasts that webhook's 1 s timeout goes through unmutated, as its
+// failurePolicy Ignore lets it); and it
 // skips namespaces labelled admission.gatekeeper.sh/ignore,
 // gatekeeper-system and the namespaces Gatekeeper's Config excludes from
 // the mutation-webhook process (constraint.Exclusions).

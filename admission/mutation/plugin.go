@@ -2,17 +2,20 @@ package mutation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/admission"
 	webhookerrors "k8s.io/apiserver/pkg/admission/plugin/webhook/errors"
+	"k8s.io/apiserver/pkg/warning"
 
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 	"github.com/gatehouse-dev/gatehouse/admission/trace"
@@ -24,6 +27,12 @@ const PluginName = "GatekeeperMutation"
 // mutationWebhook is the name of Gatekeeper's mutating webhook, whose place
 // the plugin takes.
 const mutationWebhook = "mutation.gatekeeper.sh"
+
+// WebhookTimeout is the timeout of Gatekeeper's mutating webhook as its
+// chart installs it (mutatingWebhookTimeoutSeconds: 1, failurePolicy
+// Ignore): a mutation that takes longer, which only calls to external data
+// providers can, lets the request through unmutated there.
+const WebhookTimeout = time.Second
 
 // Register registers the plugin with system, namespaces (for
 // spec.match.namespaceSelector) and gatekeeper, the constraint engine
@@ -44,7 +53,10 @@ func Register(plugins *admission.Plugins, system *System, namespaces constraint.
 // failurePolicy Fail) the request is refused in that webhook's words: it
 // answers such a request with an error response (allowed: false, code
 // 500), which the API server turns into a denial whatever the webhook's
-// failurePolicy, since the call itself succeeded. As its validating half,
+// failurePolicy, since the call itself succeeded. A mutation that outlasts
+// that webhook's timeout (1 s; only external data calls can) lets the
+// request through unmutated, with a warning, as failurePolicy Ignore does
+// there. As its validating half,
 // it refuses mutators that Gatekeeper's webhook would refuse, so none is
 // stored and silently ignored.
 type Plugin struct {
@@ -78,8 +90,16 @@ func (p *Plugin) Admit(ctx context.Context, attrs admission.Attributes, o admiss
 	if attrs.GetSubresource() != "" || attrs.GetObject() == nil || !p.system.Applies(attrs.GetKind(), attrs.GetOperation()) {
 		return nil
 	}
-	if err := p.mutate(ctx, attrs, o); err != nil {
+	mutateCtx, cancel := context.WithTimeout(ctx, WebhookTimeout)
+	defer cancel()
+	if err := p.mutate(mutateCtx, attrs, o); err != nil {
 		msg := strings.Join(strings.Fields(err.Error()), " ")
+		if ctx.Err() == nil && errors.Is(mutateCtx.Err(), context.DeadlineExceeded) {
+			p.logger.Warn("gatekeeper mutation timed out; the object goes on unmutated, as under Gatekeeper's mutating webhook (1 s, failurePolicy Ignore)",
+				"resource", attrs.GetResource().Resource, "namespace", attrs.GetNamespace(), "name", attrs.GetName(), "error", msg)
+			warning.AddWarning(ctx, "", fmt.Sprintf("Gatekeeper mutation skipped: it did not finish within %s, the timeout of Gatekeeper's mutating webhook, whose failurePolicy Ignore lets the request through unmutated: %s", WebhookTimeout, msg))
+			return nil
+		}
 		p.logger.Warn("gatekeeper mutation failed; the request is refused, as Gatekeeper's webhook refuses it",
 			"resource", attrs.GetResource().Resource, "namespace", attrs.GetNamespace(), "name", attrs.GetName(), "error", msg)
 		return webhookerrors.ToStatusErr(mutationWebhook, &metav1.Status{Code: http.StatusInternalServerError, Message: msg})

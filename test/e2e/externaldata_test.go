@@ -44,6 +44,12 @@ func (p *imageProvider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.clientCNs = append(p.clientCNs, r.TLS.PeerCertificates[0].Subject.CommonName)
 	}
 	p.mu.Unlock()
+	if r.URL.Path == "/slow" {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(1500 * time.Millisecond):
+		}
+	}
 	resp := externaldata.ProviderResponse{APIVersion: externaldata.APIVersion, Kind: "ProviderResponse", Response: externaldata.Response{Idempotent: true}}
 	if r.URL.Path == "/down" {
 		resp.Response.SystemError = "the registry is down"
@@ -112,6 +118,21 @@ spec:
 `, name, url)
 }
 
+const imageDigestsAssign = `apiVersion: mutations.gatekeeper.sh/v1
+kind: Assign
+metadata:
+  name: image-digests
+spec:
+  applyTo: [{groups: [""], versions: [v1], kinds: [Pod]}]
+  match:
+    namespaces: [digests, digests-fail]
+  location: "spec.containers[name: *].image"
+  parameters:
+    assign:
+      externalData:
+        provider: images
+`
+
 func podIn(ns, name, image string) string {
 	return fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  containers:\n  - name: app\n    image: %s\n", name, ns, image)
 }
@@ -144,7 +165,7 @@ func TestExternalData(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 
-	for _, ns := range []string{"signed", "down", "digests", "digests-fail"} {
+	for _, ns := range []string{"signed", "down", "digests", "digests-fail", "digests-slow"} {
 		inst.mustKubectlIn(t, "", "create", "namespace", ns)
 	}
 	// Stored before the constraints: for the audit to find.
@@ -155,12 +176,12 @@ func TestExternalData(t *testing.T) {
 		if err == nil || !strings.Contains(stderr, "spec.url: only HTTPS scheme is supported for Providers") {
 			t.Errorf("an http Provider: %v, %s; want a refusal naming spec.url", err, stderr)
 		}
-		inst.mustKubectlIn(t, providerManifest("images", srv.URL+"/check")+"---\n"+providerManifest("down", srv.URL+"/down"), "apply", "-f", "-")
+		inst.mustKubectlIn(t, providerManifest("images", srv.URL+"/check")+"---\n"+providerManifest("down", srv.URL+"/down")+"---\n"+providerManifest("slow", srv.URL+"/slow"), "apply", "-f", "-")
 		got := inst.mustKubectlIn(t, "", "get", "provider", "images", "-o", "jsonpath={.spec.caBundle}")
 		if want := base64.StdEncoding.EncodeToString(caPEM); got != want {
 			t.Errorf("spec.caBundle = %.40q…, want the Gatehouse CA", got)
 		}
-		for _, p := range []string{"provider/images", "provider/down"} {
+		for _, p := range []string{"provider/images", "provider/down", "provider/slow"} {
 			if _, stderr, err := inst.kubectl(t, "wait", "--for=jsonpath={.status.byPod[0].active}=true", "--timeout=20s", p); err != nil {
 				t.Errorf("kubectl wait for %s active: %v\n%s", p, err, stderr)
 			}
@@ -264,20 +285,7 @@ spec:
 	})
 
 	t.Run("Assign with externalData", func(t *testing.T) {
-		inst.mustKubectlIn(t, `apiVersion: mutations.gatekeeper.sh/v1
-kind: Assign
-metadata:
-  name: image-digests
-spec:
-  applyTo: [{groups: [""], versions: [v1], kinds: [Pod]}]
-  match:
-    namespaces: [digests, digests-fail]
-  location: "spec.containers[name: *].image"
-  parameters:
-    assign:
-      externalData:
-        provider: images
-`, "apply", "-f", "-")
+		inst.mustKubectlIn(t, imageDigestsAssign, "apply", "-f", "-")
 		if _, stderr, err := inst.kubectl(t, "wait", "--for=jsonpath={.status.byPod[0].enforced}=true", "--timeout=20s", "assign/image-digests"); err != nil {
 			t.Fatalf("kubectl wait for the Assign: %v\n%s", err, stderr)
 		}
@@ -300,5 +308,21 @@ spec:
 		if err == nil || !strings.Contains(stderr, want) {
 			t.Errorf("no value under failurePolicy Fail: %v\n%s\nwant %s", err, stderr, want)
 		}
+		// Past the 1 s of Gatekeeper's mutating webhook, failurePolicy
+		// Ignore lets the request through unmutated.
+		inst.mustKubectlIn(t, strings.NewReplacer("image-digests", "slow-digests", "[digests, digests-fail]", "[digests-slow]", "provider: images", "provider: slow").Replace(imageDigestsAssign), "apply", "-f", "-")
+		if _, stderr, err := inst.kubectl(t, "wait", "--for=jsonpath={.status.byPod[0].enforced}=true", "--timeout=20s", "assign/slow-digests"); err != nil {
+			t.Fatalf("kubectl wait for the Assign: %v\n%s", err, stderr)
+		}
+		poll(t, 30*time.Second, func() error {
+			out, stderr, err := inst.kubectlIn(t, podIn("digests-slow", "late", "registry.example/app:4"), "create", "--dry-run=server", "-o", "jsonpath={.spec.containers[0].image}", "-f", "-")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, stderr)
+			}
+			if out != "registry.example/app:4" || !strings.Contains(stderr, "did not finish within 1s") {
+				return fmt.Errorf("image %q, warnings %q; want it unmutated, with the timeout's warning", out, stderr)
+			}
+			return nil
+		})
 	})
 }
