@@ -50,6 +50,9 @@ const (
 	defaultWebhookLogSize = 1000
 	// defaultAuditInterval is Gatekeeper's --audit-interval default.
 	defaultAuditInterval = 60 * time.Second
+	// defaultExternalDataCacheTTL is Gatekeeper's
+	// --external-data-provider-response-cache-ttl default.
+	defaultExternalDataCacheTTL = 3 * time.Minute
 )
 
 // Config is the content of gatehouse.yaml. Zero values mean "use the
@@ -68,6 +71,11 @@ type Config struct {
 	// against the cluster's objects (Gatekeeper's --audit-interval); 0
 	// disables the audit. A pointer so that an explicit 0 survives.
 	AuditInterval *metav1.Duration `json:"auditInterval,omitempty"`
+	// ExternalDataCacheTTL is how long an external data provider's answer
+	// for a key is reused by templates' external_data (Gatekeeper's
+	// --external-data-provider-response-cache-ttl); 0 turns the cache off.
+	// A pointer so that an explicit 0 survives.
+	ExternalDataCacheTTL *metav1.Duration `json:"externalDataProviderResponseCacheTTL,omitempty"`
 	// ExemptNamespaces are the namespaces Gatekeeper's webhooks leave
 	// alone besides gatekeeper-system, which alone may carry the
 	// admission.gatekeeper.sh/ignore label (Gatekeeper's
@@ -137,6 +145,15 @@ func (c *Config) AuditEvery() time.Duration {
 	return c.AuditInterval.Duration
 }
 
+// ExternalDataCache is how long external data answers are cached, 0 when
+// they are not.
+func (c *Config) ExternalDataCache() time.Duration {
+	if c.ExternalDataCacheTTL == nil {
+		return defaultExternalDataCacheTTL
+	}
+	return c.ExternalDataCacheTTL.Duration
+}
+
 // Embedded reports whether Gatehouse runs its own etcd.
 func (e *Etcd) Embedded() bool {
 	return len(e.Servers) == 0
@@ -177,6 +194,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.AuditInterval == nil {
 		c.AuditInterval = &metav1.Duration{Duration: defaultAuditInterval}
+	}
+	if c.ExternalDataCacheTTL == nil {
+		c.ExternalDataCacheTTL = &metav1.Duration{Duration: defaultExternalDataCacheTTL}
 	}
 }
 
@@ -223,6 +243,9 @@ func (c *Config) clone() *Config {
 	}
 	if c.AuditInterval != nil {
 		out.AuditInterval = &metav1.Duration{Duration: c.AuditInterval.Duration}
+	}
+	if c.ExternalDataCacheTTL != nil {
+		out.ExternalDataCacheTTL = &metav1.Duration{Duration: c.ExternalDataCacheTTL.Duration}
 	}
 	return &out
 }
@@ -312,6 +335,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AuditEvery() < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("auditInterval"), c.AuditEvery().String(), "must be 0 (no audit) or positive"))
+	}
+	if c.ExternalDataCache() < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("externalDataProviderResponseCacheTTL"), c.ExternalDataCache().String(), "must be 0 (no cache) or positive"))
 	}
 	for i, ns := range c.ExemptNamespaces {
 		name := strings.TrimSuffix(strings.TrimPrefix(ns, "*"), "*")

@@ -48,6 +48,7 @@ func TestDefault(t *testing.T) {
 		APIPort:               6443,
 		Etcd:                  Etcd{ClientPort: 2379, PeerPort: 2380},
 		AuditInterval:         &metav1.Duration{Duration: 60 * time.Second},
+		ExternalDataCacheTTL:  &metav1.Duration{Duration: 3 * time.Minute},
 		Trace:                 new(true),
 		TraceBuffer:           10000,
 		WebhookLogSize:        1000,
@@ -245,10 +246,11 @@ func fullConfig(home string) *Config {
 		KubeControllerManagerArgs: []string{"--node-monitor-grace-period=20s"},
 		KubeSchedulerArgs:         []string{"--profiling"},
 		// Not in the file: the defaults.
-		AuditInterval:  &metav1.Duration{Duration: 60 * time.Second},
-		Trace:          new(true),
-		TraceBuffer:    10000,
-		WebhookLogSize: 1000,
+		AuditInterval:        &metav1.Duration{Duration: 60 * time.Second},
+		ExternalDataCacheTTL: &metav1.Duration{Duration: 3 * time.Minute},
+		Trace:                new(true),
+		TraceBuffer:          10000,
+		WebhookLogSize:       1000,
 	}
 }
 
@@ -381,6 +383,12 @@ func TestValidate(t *testing.T) {
 			mutate:     func(c *Config) { c.AuditInterval = &metav1.Duration{Duration: -time.Second} },
 			wantFields: []string{"auditInterval"},
 			wantDetail: "must be 0 (no audit) or positive",
+		},
+		{
+			name:       "negative external data cache TTL",
+			mutate:     func(c *Config) { c.ExternalDataCacheTTL = &metav1.Duration{Duration: -time.Second} },
+			wantFields: []string{"externalDataProviderResponseCacheTTL"},
+			wantDetail: "must be 0 (no cache) or positive",
 		},
 		{
 			name:       "bindAddress not an IP",
@@ -665,10 +673,11 @@ func TestResolveErrors(t *testing.T) {
 
 // flagFields maps every flag to the field (JSON path) it sets.
 var flagFields = map[string]string{
-	"data-dir":                    "dataDir",
-	"bind-address":                "bindAddress",
-	"api-port":                    "apiPort",
-	"audit-interval":              "auditInterval",
+	"data-dir":       "dataDir",
+	"bind-address":   "bindAddress",
+	"api-port":       "apiPort",
+	"audit-interval": "auditInterval",
+	"external-data-provider-response-cache-ttl": "externalDataProviderResponseCacheTTL",
 	"trace-buffer":                "traceBuffer",
 	"trace":                       "trace",
 	"trace-file":                  "traceFile",
@@ -797,7 +806,7 @@ func TestAddFlags(t *testing.T) {
 		"api-port", "audit-interval", "bind-address", "cluster-cidr", "container-runtime-endpoint",
 		"controller-manager-port", "data-dir", "etcd-cafile", "etcd-certfile",
 		"etcd-client-port", "etcd-keyfile", "etcd-peer-port", "etcd-servers",
-		"exempt-namespace", "kube-apiserver-arg", "kube-controller-manager-arg", "kube-scheduler-arg",
+		"exempt-namespace", "external-data-provider-response-cache-ttl", "kube-apiserver-arg", "kube-controller-manager-arg", "kube-scheduler-arg",
 		"kubelet-port", "node", "policies", "runtime", "scheduler-port",
 		"service-cidr", "trace", "trace-buffer", "trace-file",
 		"webhook-log-file", "webhook-log-size",

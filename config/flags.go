@@ -40,6 +40,19 @@ var flagSpecs = []flagSpec{
 		copy: func(dst, src *Config) { dst.AuditInterval = &metav1.Duration{Duration: src.AuditEvery()} },
 	},
 
+	{
+		// A pointer in Config, as AuditInterval.
+		name: "external-data-provider-response-cache-ttl",
+		register: func(fs *pflag.FlagSet, c *Config) {
+			c.ExternalDataCacheTTL = &metav1.Duration{Duration: c.ExternalDataCache()}
+			fs.Var(intervalValue{&c.ExternalDataCacheTTL.Duration}, "external-data-provider-response-cache-ttl",
+				"How long an external data provider's answer for a key is reused by templates' external_data, e.g. 3m (Gatekeeper's flag of the same name). 0 turns the cache off, so every call reaches the provider.")
+		},
+		copy: func(dst, src *Config) {
+			dst.ExternalDataCacheTTL = &metav1.Duration{Duration: src.ExternalDataCache()}
+		},
+	},
+
 	bind("exempt-namespace", (*pflag.FlagSet).StringArrayVar, func(c *Config) *[]string { return &c.ExemptNamespaces },
 		"Namespace that Gatekeeper's constraints and mutators leave alone and that may carry the admission.gatekeeper.sh/ignore label, as Gatekeeper's --exempt-namespace (repeatable; kube-* or *-system for a prefix or suffix). gatekeeper-system always is."),
 

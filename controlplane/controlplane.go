@@ -212,7 +212,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	if err != nil {
 		return nil, fmt.Errorf("external data client certificate: %w", err)
 	}
-	providers := externaldata.NewSystem(&externaldata.Client{Certificate: func() (*tls.Certificate, error) { return &clientCert, nil }}, externaldata.DefaultCacheTTL)
+	providers := externaldata.NewSystem(&externaldata.Client{Certificate: func() (*tls.Certificate, error) { return &clientCert, nil }}, cfg.ExternalDataCache())
 	engine.SetExternalData(providers)
 	mutators.SetExternalData(providers)
 	providerSyncer := externaldata.NewSyncer(admin, providers, logger)

@@ -34,6 +34,12 @@ func TestUpRejectsBadInput(t *testing.T) {
 			wantErr:  []string{"runtime", "bogus"},
 		},
 		{
+			name:     "negative external data cache TTL",
+			args:     []string{"--external-data-provider-response-cache-ttl", "-1s"},
+			wantCode: 2,
+			wantErr:  []string{"externalDataProviderResponseCacheTTL", "must be 0 (no cache) or positive"},
+		},
+		{
 			name:     "unknown flag",
 			args:     []string{"--no-such-flag"},
 			wantCode: 2,

@@ -144,7 +144,8 @@ func podIn(ns, name, image string) string {
 // Assign with externalData writing the provider's value, and refusing in
 // Gatekeeper's words when the provider has none.
 func TestExternalData(t *testing.T) {
-	inst := startGatehouse(t)
+	// No response cache: every call reaches the provider, to be counted.
+	inst := startGatehouse(t, "--external-data-provider-response-cache-ttl", "0")
 	certs := t.TempDir()
 	if _, stderr, code := runGatehouse(t, time.Minute, "webhook", "certs", "--data-dir", inst.dataDir, "--ip", "127.0.0.1", "--out", certs); code != 0 {
 		t.Fatalf("webhook certs: exit %d: %s", code, stderr)
@@ -236,10 +237,15 @@ spec:
 		if err == nil || !strings.Contains(stderr, want) {
 			t.Errorf("an unsigned image: %v\n%s\nwant %s", err, stderr, want)
 		}
-		if _, stderr, err := inst.kubectlIn(t, podIn("signed", "good", "registry.example/app:1"), "create", "--dry-run=server", "-f", "-"); err != nil {
-			t.Errorf("a signed image: %v\n%s", err, stderr)
+		for range 2 {
+			if _, stderr, err := inst.kubectlIn(t, podIn("signed", "good", "registry.example/app:1"), "create", "--dry-run=server", "-f", "-"); err != nil {
+				t.Errorf("a signed image: %v\n%s", err, stderr)
+			}
 		}
 		keys, cns := provider.seen()
+		if n := len(slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k != "registry.example/app:1" })); n != 2 {
+			t.Errorf("the provider was asked for registry.example/app:1 %d times, want 2 (the cache is off)", n)
+		}
 		if !slices.Contains(keys, "registry.example/app:unsigned") || !slices.Contains(keys, "registry.example/app:1") {
 			t.Errorf("keys the provider saw: %v", keys)
 		}
