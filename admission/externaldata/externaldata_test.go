@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/component-base/metrics/testutil"
 )
 
 func providerObject(name string, spec map[string]any) *unstructured.Unstructured {
@@ -353,5 +354,33 @@ func TestStub(t *testing.T) {
 	}
 	if _, _, err := sys.Resolve(ctx, "volatile", []string{"a"}); err == nil || !strings.Contains(err.Error(), "non-idempotent response") {
 		t.Errorf("a stub that is not idempotent: %v", err)
+	}
+}
+
+// TestMetrics: calls are counted by provider and outcome and timed;
+// answers from the cache are not calls.
+func TestMetrics(t *testing.T) {
+	ctx := context.Background()
+	_, srv := startProvider(t, tls.NoClientCert)
+	sys := NewSystem(nil, time.Minute)
+	sys.Upsert(mustParse(t, "metered", srv.URL, pemOf(srv.Certificate())))
+	sys.Stub("metered-stub", Response{Idempotent: true})
+	count := func(provider, outcome string) float64 {
+		t.Helper()
+		v, err := testutil.GetCounterMetricValue(providerRequests.WithLabelValues(provider, outcome))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	sys.Query(ctx, "metered", []string{"a"})
+	sys.Query(ctx, "metered", []string{"a"}) // from the cache
+	sys.Query(ctx, "metered", []string{"system"})
+	sys.Query(ctx, "metered-stub", []string{"a"})
+	if ok, sysErr, stubbed := count("metered", outcomeOK), count("metered", outcomeSystemError), count("metered-stub", outcomeStubbed); ok != 1 || sysErr != 1 || stubbed != 1 {
+		t.Errorf("ok %v, system_error %v, stubbed %v; want 1 each", ok, sysErr, stubbed)
+	}
+	if n, err := testutil.GetHistogramMetricCount(providerLatency.WithLabelValues("metered")); err != nil || n != 2 {
+		t.Errorf("latency observations %d (%v), want 2", n, err)
 	}
 }

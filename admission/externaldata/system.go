@@ -67,17 +67,28 @@ func (s *System) ask(ctx context.Context, name string, keys []string) (resp *Pro
 				out.Response.Items = append(out.Response.Items, it)
 			}
 		}
+		observeCall(name, outcomeStubbed, 0)
 		return out, http.StatusOK, true, true, nil
 	case !isProvider:
 		return nil, 0, false, false, nil
 	}
+	start := time.Now()
 	resp, code, err = s.client.Send(ctx, p, keys)
+	outcome := outcomeOK
+	switch {
+	case err != nil:
+		outcome = outcomeError
+	case resp.Response.SystemError != "":
+		outcome = outcomeSystemError
+	}
+	observeCall(name, outcome, time.Since(start))
 	return resp, code, false, true, err
 }
 
 // NewSystem returns a System without providers; answers are cached for
 // ttl (0 turns the cache off). client may be nil: no client certificate.
 func NewSystem(client *Client, ttl time.Duration) *System {
+	ensureMetricsRegistered()
 	if client == nil {
 		client = &Client{}
 	}

@@ -252,6 +252,12 @@ spec:
 		if len(cns) == 0 || slices.ContainsFunc(cns, func(cn string) bool { return cn != "gatehouse-external-data" }) {
 			t.Errorf("client certificates offered: %v, want Gatehouse's (gatehouse-external-data)", cns)
 		}
+		// /metrics counts the calls.
+		metricsOut := inst.mustKubectlIn(t, "", "get", "--raw", "/metrics")
+		if !strings.Contains(metricsOut, `gatehouse_external_data_provider_requests_total{outcome="ok",provider="images"}`) ||
+			!strings.Contains(metricsOut, `gatehouse_external_data_provider_request_duration_seconds_count{provider="images"}`) {
+			t.Errorf("/metrics lacks the provider's calls:\n%s", grepLines(metricsOut, "external_data"))
+		}
 		// The trace names the provider, its keys and what it answered.
 		stdout, stderr, code := runGatehouse(t, time.Minute, "trace", "--data-dir", inst.dataDir, "--namespace", "signed", "--name", "unsigned", "--limit", "1", "-o", "json")
 		if code != 0 {
@@ -331,4 +337,15 @@ spec:
 			return nil
 		})
 	})
+}
+
+// grepLines returns the lines of s that contain substr.
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
