@@ -212,7 +212,18 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	if err != nil {
 		return nil, fmt.Errorf("external data client certificate: %w", err)
 	}
-	providers := externaldata.NewSystem(&externaldata.Client{Certificate: func() (*tls.Certificate, error) { return &clientCert, nil }}, cfg.ExternalDataCache())
+	kit, err := newWebhookKit(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cp.Webhooks = kit
+	// Provider calls go through the webhook kit too: logged and faulted
+	// by provider name (gatehouse webhook log|fault NAME).
+	providers := externaldata.NewSystem(&externaldata.Client{
+		Certificate: func() (*tls.Certificate, error) { return &clientCert, nil },
+		Wrap:        kit.Wrap,
+		Identify:    webhooks.ProviderCall,
+	}, cfg.ExternalDataCache())
 	engine.SetExternalData(providers)
 	mutators.SetExternalData(providers)
 	providerSyncer := externaldata.NewSyncer(admin, providers, logger)
@@ -234,11 +245,6 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 			cp.traceFile = sink
 		}
 	}
-	kit, err := newWebhookKit(cfg)
-	if err != nil {
-		return nil, err
-	}
-	cp.Webhooks = kit
 	deps := admission.Deps{Constraints: engine, Mutators: mutators, Namespaces: syncer.Namespace, Logger: logger, Trace: traces,
 		Webhooks: kit, CABundle: bundle.CA.PEM()}
 	var explainers *trace.PolicyExplainers

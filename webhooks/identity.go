@@ -18,11 +18,24 @@ type Identity struct {
 	UID           string
 }
 
-// Kinds of webhook.
+// Kinds of webhook. KindProvider is a Gatekeeper external data provider:
+// not an admission webhook, but called over HTTPS during admission too, so
+// its calls are logged and faulted the same way, by provider name.
 const (
 	KindValidating = "validating"
 	KindMutating   = "mutating"
+	KindProvider   = "provider"
 )
+
+// ProviderConfiguration stands in the place of a provider call's
+// configuration, so that the log shows it as Provider/NAME.
+const ProviderConfiguration = "Provider"
+
+// ProviderCall returns ctx for a call to the external data provider name:
+// a transport from Kit.Wrap then logs it and applies name's fault.
+func ProviderCall(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, identityKey{}, Identity{Kind: KindProvider, Configuration: ProviderConfiguration, Webhook: name})
+}
 
 // The dispatchers' span names and attribute keys
 // (k8s.io/apiserver/pkg/admission/plugin/webhook/{validating,mutating}/dispatcher.go).

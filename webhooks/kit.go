@@ -90,7 +90,7 @@ func (k *Kit) faultFor(id Identity) Fault {
 	f, ok := k.faults[id.Webhook]
 	annotated := k.annotated
 	k.mu.RUnlock()
-	if ok || annotated == nil {
+	if ok || annotated == nil || id.Kind == KindProvider {
 		return f
 	}
 	if s := annotated(id.Kind, id.Configuration); s != "" {

@@ -66,7 +66,8 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		recordAnswer(e, answer)
 	}
 	t.kit.Log.Add(e)
-	if trace.Tracing(req.Context()) {
+	// A provider's call is traced by package externaldata, in its words.
+	if id.Kind != KindProvider && trace.Tracing(req.Context()) {
 		call := trace.WebhookCall{
 			Kind: id.Kind, Configuration: id.Configuration, Webhook: id.Webhook, Exchange: e.ID,
 			Fault: e.Fault, Duration: e.Duration, Stubbed: e.Stubbed, TimedOut: e.TimedOut,
@@ -89,7 +90,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // webhook; it returns the response with its body read into answer.
 func (t *transport) call(req *http.Request, id Identity, body []byte, e *Exchange) (*http.Response, []byte, error) {
 	ctx := req.Context()
-	if t.kit.stubs != nil {
+	if t.kit.stubs != nil && id.Kind != KindProvider {
 		if answer, ok := t.kit.stubs.Answer(id, body); ok {
 			e.Stubbed = true
 			return respond(req, http.StatusOK, answer), answer, nil

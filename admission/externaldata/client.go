@@ -60,6 +60,11 @@ type Item struct {
 type Client struct {
 	// Certificate is the client certificate offered; nil offers none.
 	Certificate func() (*tls.Certificate, error)
+	// Wrap, when set, wraps each provider's transport, and Identify
+	// marks the context of a call to a provider for it (the webhook
+	// kit's log and faults: webhooks.Kit.Wrap, webhooks.ProviderCall).
+	Wrap     func(http.RoundTripper) http.RoundTripper
+	Identify func(ctx context.Context, provider string) context.Context
 
 	mu      sync.Mutex
 	clients map[string]cachedClient // by provider name
@@ -94,7 +99,11 @@ func (c *Client) httpClient(p *Provider) *http.Client {
 		MaxIdleConnsPerHost: 10,
 		IdleConnTimeout:     90e9,
 	}
-	hc := &http.Client{Transport: transport, Timeout: p.Timeout}
+	var rt http.RoundTripper = transport
+	if c.Wrap != nil {
+		rt = c.Wrap(rt)
+	}
+	hc := &http.Client{Transport: rt, Timeout: p.Timeout}
 	if c.clients == nil {
 		c.clients = map[string]cachedClient{}
 	}
@@ -122,6 +131,9 @@ func (c *Client) Send(ctx context.Context, p *Provider, keys []string) (*Provide
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
+	if c.Identify != nil {
+		ctx = c.Identify(ctx, p.Name)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(body))
 	if err != nil {
 		return nil, http.StatusInternalServerError, fmt.Errorf("failed to create external data request: %w", err)

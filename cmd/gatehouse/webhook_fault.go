@@ -9,10 +9,14 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/gatehouse-dev/gatehouse/admission/externaldata"
 	"github.com/gatehouse-dev/gatehouse/webhooks"
 )
 
@@ -38,7 +42,11 @@ failurePolicy and timeoutSeconds make of it in 'gatehouse trace':
 
 Without NAME or flags it lists the faults set. A configuration can also carry
 its faults for all its webhooks: gatehouse.dev/fault: "latency=3s,status=500".
-A fault set here wins over the annotation. Faults last until Gatehouse stops.`,
+A fault set here wins over the annotation. Faults last until Gatehouse stops.
+
+NAME may also be a Gatekeeper external data Provider: its calls are faulted
+the same way (--bad-patch means nothing to a provider), and logged by
+'gatehouse webhook log NAME'.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := cluster.restConfig(cmd)
@@ -144,6 +152,16 @@ func webhookExists(ctx context.Context, cfg *rest.Config, name string) (bool, er
 				return true, nil
 			}
 		}
+	}
+	// A Gatekeeper external data Provider is faulted by name too.
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return false, err
+	}
+	if _, err := dyn.Resource(externaldata.GVR).Get(ctx, name, metav1.GetOptions{}); err == nil {
+		return true, nil
+	} else if !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
+		return false, err
 	}
 	return false, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 
+	"github.com/gatehouse-dev/gatehouse/admission/externaldata"
 	"github.com/gatehouse-dev/gatehouse/webhooks"
 )
 
@@ -135,6 +136,8 @@ func exchangeResult(e *webhooks.Exchange) string {
 		parts = append(parts, fmt.Sprintf("answer of %d bytes (recorded cut at %d)", e.ResponseBytes, webhooks.MaxRecordedAnswer))
 	case e.StatusCode != http.StatusOK:
 		parts = append(parts, "HTTP "+fmt.Sprint(e.StatusCode)+": "+oneLineText(firstN(string(e.Response)+e.ResponseText, 200)))
+	case e.Kind == webhooks.KindProvider:
+		parts = append(parts, providerResult(e))
 	default:
 		answer := []byte(e.Response)
 		if answer == nil {
@@ -166,6 +169,31 @@ func exchangeResult(e *webhooks.Exchange) string {
 		parts = append(parts, "[stubbed]")
 	}
 	return oneLineText(strings.Join(parts, " "))
+}
+
+// providerResult says what an external data provider answered.
+func providerResult(e *webhooks.Exchange) string {
+	var answer externaldata.ProviderResponse
+	if err := json.Unmarshal(e.Response, &answer); err != nil {
+		return "answer is not a ProviderResponse: " + oneLineText(firstN(e.ResponseText, 200))
+	}
+	if answer.Response.SystemError != "" {
+		return "system error: " + answer.Response.SystemError
+	}
+	failed := 0
+	for _, it := range answer.Response.Items {
+		if it.Error != "" {
+			failed++
+		}
+	}
+	out := fmt.Sprintf("answered %d keys", len(answer.Response.Items))
+	if failed > 0 {
+		out += fmt.Sprintf(", %d with an error", failed)
+	}
+	if !answer.Response.Idempotent {
+		out += " (not idempotent)"
+	}
+	return out
 }
 
 func firstN(s string, n int) string {

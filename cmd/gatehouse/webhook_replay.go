@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -75,8 +76,11 @@ decision differs, 1 when one does (or a call fails), 2 for usage errors.`,
 					return fmt.Errorf("reading the webhook log: %w", err)
 				}
 			}
+			// Replay compares admission decisions: external data
+			// providers' calls, logged alongside, have none.
+			exchanges = slices.DeleteFunc(exchanges, func(e *webhooks.Exchange) bool { return e.Kind == webhooks.KindProvider })
 			if len(exchanges) == 0 {
-				return errors.New("no recorded calls to replay")
+				return errors.New("no recorded calls of admission webhooks to replay")
 			}
 			client := &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsConfig}}
 			results := webhooks.Replay(cmd.Context(), client, to, exchanges)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/admission/externaldata"
 	"github.com/gatehouse-dev/gatehouse/admission/trace"
+	"github.com/gatehouse-dev/gatehouse/webhooks"
 )
 
 // imageProvider is an external data provider as Gatekeeper users write
@@ -279,6 +280,36 @@ spec:
 		}
 		if found == nil || !strings.Contains(found.Reason, "external_data: 1 keys") {
 			t.Errorf("the trace's Provider policy: %+v\n%s", found, stdout)
+		}
+	})
+
+	t.Run("provider calls in the webhook kit: log and faults", func(t *testing.T) {
+		stdout, stderr, code := runGatehouse(t, time.Minute, "webhook", "log", "images", "--data-dir", inst.dataDir, "-o", "json")
+		if code != 0 {
+			t.Fatalf("webhook log: exit %d: %s", code, stderr)
+		}
+		list, err := webhooks.ReadExchanges(strings.NewReader(stdout))
+		if err != nil || len(list) == 0 {
+			t.Fatalf("webhook log images: %v, %d calls", err, len(list))
+		}
+		if e := list[len(list)-1]; e.Kind != webhooks.KindProvider || !strings.Contains(string(e.Request), `"kind":"ProviderRequest"`) || e.StatusCode != 200 {
+			t.Errorf("the provider's last call as logged: kind %q, status %d, request %s", e.Kind, e.StatusCode, e.Request)
+		}
+		stdout, _, _ = runGatehouse(t, time.Minute, "webhook", "log", "images", "--data-dir", inst.dataDir)
+		if !strings.Contains(stdout, "Provider/images") || !strings.Contains(stdout, "answered 1 keys") {
+			t.Errorf("webhook log table:\n%s", stdout)
+		}
+		_, stderr, code = runGatehouse(t, time.Minute, "webhook", "fault", "images", "--refuse", "--data-dir", inst.dataDir)
+		if code != 0 || strings.Contains(stderr, "no webhook named") {
+			t.Fatalf("webhook fault images --refuse: exit %d: %s", code, stderr)
+		}
+		_, stderr, err = inst.kubectlIn(t, podIn("signed", "refused", "registry.example/app:5"), "create", "--dry-run=server", "-f", "-")
+		if err == nil || !strings.Contains(stderr, "[signed-images] provider images could not check the images: failed to send external data request") || !strings.Contains(stderr, "connection refused") {
+			t.Errorf("a refused provider: %v\n%s", err, stderr)
+		}
+		runGatehouse(t, time.Minute, "webhook", "fault", "images", "--clear", "--data-dir", inst.dataDir)
+		if _, stderr, err := inst.kubectlIn(t, podIn("signed", "after", "registry.example/app:5"), "create", "--dry-run=server", "-f", "-"); err != nil {
+			t.Errorf("after --clear: %v\n%s", err, stderr)
 		}
 	})
 
