@@ -31,6 +31,16 @@ type System struct {
 	stubs map[string]*Response
 }
 
+// NewSystem returns a System without providers; answers are cached for
+// ttl (0 turns the cache off). client may be nil: no client certificate.
+func NewSystem(client *Client, ttl time.Duration) *System {
+	ensureMetricsRegistered()
+	if client == nil {
+		client = &Client{}
+	}
+	return &System{client: client, cache: newResponseCache(ttl, time.Now), providers: map[string]*Provider{}}
+}
+
 // Stub makes answer stand in for the provider name, whether or not a
 // Provider of that name exists: calls get the answer's items for the keys
 // asked (keys it lacks are left out, as a provider may), its systemError
@@ -83,16 +93,6 @@ func (s *System) ask(ctx context.Context, name string, keys []string) (resp *Pro
 	}
 	observeCall(name, outcome, time.Since(start))
 	return resp, code, false, true, err
-}
-
-// NewSystem returns a System without providers; answers are cached for
-// ttl (0 turns the cache off). client may be nil: no client certificate.
-func NewSystem(client *Client, ttl time.Duration) *System {
-	ensureMetricsRegistered()
-	if client == nil {
-		client = &Client{}
-	}
-	return &System{client: client, cache: newResponseCache(ttl, time.Now), providers: map[string]*Provider{}}
 }
 
 // Upsert puts p in force, replacing the provider of the same name.
