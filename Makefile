@@ -31,6 +31,7 @@ test: deps build test-examples
 # The examples are Go modules of their own: ./... above does not reach them.
 test-examples:
 	cd examples/webhook && $(GO) test -count=1 ./...
+	cd examples/external-data-provider && $(GO) test -count=1 ./...
 
 test-unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)
