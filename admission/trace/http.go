@@ -57,8 +57,7 @@ func Record(next http.Handler, rec *Recorder) http.Handler {
 		t.mu.Lock()
 		t.Code, t.Duration = sw.code, time.Since(t.Time)
 		t.answered, t.recorder = true, rec
-		done := t.inflight == 0 && !t.finished
-		t.finished = t.finished || done
+		done := t.closeIfIdle()
 		t.mu.Unlock()
 		if done {
 			t.finish()
@@ -108,12 +107,22 @@ func (t *Trace) beginCall() bool {
 func (t *Trace) endCall() {
 	t.mu.Lock()
 	t.inflight--
-	done := t.inflight == 0 && t.answered && !t.finished
-	t.finished = t.finished || done
+	done := t.closeIfIdle()
 	t.mu.Unlock()
 	if done {
 		t.finish()
 	}
+}
+
+// closeIfIdle marks t finished, and reports so, when its request is
+// answered, no plugin call of it is under way and it was not finished yet:
+// the caller then finishes it. t.mu is held.
+func (t *Trace) closeIfIdle() bool {
+	if !t.answered || t.inflight > 0 || t.finished {
+		return false
+	}
+	t.finished = true
+	return true
 }
 
 // statusWriter remembers the response code.
