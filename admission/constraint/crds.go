@@ -218,3 +218,30 @@ func singleVersionCRD(gvr schema.GroupVersionResource, kind, singular string, sc
 		},
 	}
 }
+
+// ClusterCRD is a cluster-scoped Gatekeeper CRD (ExpansionTemplates,
+// Providers) served in versions, the first one stored, each with spec's
+// schema, a free-form status and the status subresource. deprecated maps a
+// version to its deprecation warning.
+func ClusterCRD(group, kind, plural, singular string, versions []string, spec apiextensionsv1.JSONSchemaProps, deprecated map[string]string) *apiextensionsv1.CustomResourceDefinition {
+	var served []apiextensionsv1.CustomResourceDefinitionVersion
+	for i, v := range versions {
+		version := apiextensionsv1.CustomResourceDefinitionVersion{
+			Name: v, Served: true, Storage: i == 0,
+			Schema:       &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: objectSchema(*spec.DeepCopy(), true)},
+			Subresources: &apiextensionsv1.CustomResourceSubresources{Status: &apiextensionsv1.CustomResourceSubresourceStatus{}},
+		}
+		if warning, ok := deprecated[v]; ok {
+			version.Deprecated, version.DeprecationWarning = true, &warning
+		}
+		served = append(served, version)
+	}
+	return &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: plural + "." + group, Labels: map[string]string{"gatekeeper.sh/system": "yes"}},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: group,
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Kind: kind, ListKind: kind + "List", Plural: plural, Singular: singular},
+			Scope: apiextensionsv1.ClusterScoped, Versions: served,
+		},
+	}
+}

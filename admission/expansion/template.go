@@ -6,10 +6,11 @@ import (
 	"strings"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 )
 
 // Group is the API group of ExpansionTemplates.
@@ -119,7 +120,6 @@ func Parse(u *unstructured.Unstructured) (*Template, error) {
 func CRD() *apiextensionsv1.CustomResourceDefinition {
 	str := apiextensionsv1.JSONSchemaProps{Type: "string"}
 	strs := apiextensionsv1.JSONSchemaProps{Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &str}}
-	yes := true
 	spec := apiextensionsv1.JSONSchemaProps{Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
 		"applyTo": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &apiextensionsv1.JSONSchemaProps{
 			Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{"groups": strs, "kinds": strs, "versions": strs},
@@ -130,26 +130,5 @@ func CRD() *apiextensionsv1.CustomResourceDefinition {
 			"group": str, "version": str, "kind": str,
 		}},
 	}}
-	var versions []apiextensionsv1.CustomResourceDefinitionVersion
-	for i, v := range servedVersions {
-		versions = append(versions, apiextensionsv1.CustomResourceDefinitionVersion{
-			Name: v, Served: true, Storage: i == 0,
-			Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
-				Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
-					"apiVersion": str, "kind": str, "metadata": {Type: "object"},
-					"spec":   *spec.DeepCopy(),
-					"status": {Type: "object", XPreserveUnknownFields: &yes},
-				},
-			}},
-			Subresources: &apiextensionsv1.CustomResourceSubresources{Status: &apiextensionsv1.CustomResourceSubresourceStatus{}},
-		})
-	}
-	return &apiextensionsv1.CustomResourceDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: GVR.Resource + "." + Group, Labels: map[string]string{"gatekeeper.sh/system": "yes"}},
-		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-			Group: Group,
-			Names: apiextensionsv1.CustomResourceDefinitionNames{Kind: Kind, ListKind: Kind + "List", Plural: GVR.Resource, Singular: "expansiontemplate"},
-			Scope: apiextensionsv1.ClusterScoped, Versions: versions,
-		},
-	}
+	return constraint.ClusterCRD(Group, Kind, GVR.Resource, "expansiontemplate", servedVersions, spec, nil)
 }

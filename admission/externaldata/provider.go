@@ -9,10 +9,11 @@ import (
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 )
 
 // Group is the API group of Providers.
@@ -129,37 +130,12 @@ var servedVersions = []string{"v1beta1", "v1alpha1"}
 // admission plugin as Gatekeeper leaves it to its webhook.
 func CRD() *apiextensionsv1.CustomResourceDefinition {
 	str := apiextensionsv1.JSONSchemaProps{Type: "string"}
-	yes := true
 	spec := apiextensionsv1.JSONSchemaProps{Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
 		"url":      str,
 		"timeout":  {Type: "integer"},
 		"caBundle": str,
 	}}
-	var versions []apiextensionsv1.CustomResourceDefinitionVersion
-	for i, v := range servedVersions {
-		version := apiextensionsv1.CustomResourceDefinitionVersion{
-			Name: v, Served: true, Storage: i == 0,
-			Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
-				Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
-					"apiVersion": str, "kind": str, "metadata": {Type: "object"},
-					"spec":   *spec.DeepCopy(),
-					"status": {Type: "object", XPreserveUnknownFields: &yes},
-				},
-			}},
-			Subresources: &apiextensionsv1.CustomResourceSubresources{Status: &apiextensionsv1.CustomResourceSubresourceStatus{}},
-		}
-		if v == "v1alpha1" {
-			warning := "externaldata.gatekeeper.sh/v1alpha1 is deprecated. Use externaldata.gatekeeper.sh/v1beta1 instead."
-			version.Deprecated, version.DeprecationWarning = true, &warning
-		}
-		versions = append(versions, version)
-	}
-	return &apiextensionsv1.CustomResourceDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: GVR.Resource + "." + Group, Labels: map[string]string{"gatekeeper.sh/system": "yes"}},
-		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-			Group: Group,
-			Names: apiextensionsv1.CustomResourceDefinitionNames{Kind: Kind, ListKind: Kind + "List", Plural: GVR.Resource, Singular: "provider"},
-			Scope: apiextensionsv1.ClusterScoped, Versions: versions,
-		},
-	}
+	return constraint.ClusterCRD(Group, Kind, GVR.Resource, "provider", servedVersions, spec, map[string]string{
+		"v1alpha1": "externaldata.gatekeeper.sh/v1alpha1 is deprecated. Use externaldata.gatekeeper.sh/v1beta1 instead.",
+	})
 }
