@@ -208,9 +208,9 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	expansionSyncer := expansion.NewSyncer(admin, expansions, logger)
 	// Gatekeeper external data: the Providers that templates' external_data
 	// calls, offered Gatehouse's client certificate when they ask for one.
-	clientCert, err := tls.LoadX509KeyPair(bundle.ExternalDataClient.CertFile, bundle.ExternalDataClient.KeyFile)
+	clientCert, err := pki.LoadExternalDataClient(bundle.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("external data client certificate: %w", err)
+		return nil, err
 	}
 	kit, err := newWebhookKit(cfg)
 	if err != nil {
@@ -220,7 +220,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ephemer
 	// Provider calls go through the webhook kit too: logged and faulted
 	// by provider name (gatehouse webhook log|fault NAME).
 	providers := externaldata.NewSystem(&externaldata.Client{
-		Certificate: func() (*tls.Certificate, error) { return &clientCert, nil },
+		Certificate: func() (*tls.Certificate, error) { return clientCert, nil },
 		Wrap:        kit.Wrap,
 		Identify:    webhooks.ProviderCall,
 	}, cfg.ExternalDataCache())

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -22,6 +21,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/admission/constraint"
 	"github.com/gatehouse-dev/gatehouse/admission/externaldata"
 	"github.com/gatehouse-dev/gatehouse/controlplane"
+	"github.com/gatehouse-dev/gatehouse/controlplane/pki"
 )
 
 // auditOutput is one constraint in -o json and -o yaml.
@@ -75,9 +75,8 @@ violation, 1 when one has (or the audit could not finish), 2 on usage errors.`,
 			// certificate, as its own audit does.
 			var providerClient externaldata.Client
 			if dir, ok := cluster.gatehouseDataDir(cmd); ok {
-				pkiDir := controlplane.Layout{DataDir: dir}.PKIDir()
-				if cert, err := tls.LoadX509KeyPair(filepath.Join(pkiDir, "external-data-client.crt"), filepath.Join(pkiDir, "external-data-client.key")); err == nil {
-					providerClient.Certificate = func() (*tls.Certificate, error) { return &cert, nil }
+				if cert, err := pki.LoadExternalDataClient(controlplane.Layout{DataDir: dir}.PKIDir()); err == nil {
+					providerClient.Certificate = func() (*tls.Certificate, error) { return cert, nil }
 				}
 			}
 			return audit(ctx, cmd, cfg, &providerClient, &out, writeStatus, int(limit))

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -118,7 +119,7 @@ func Ensure(opts Options) (*Bundle, error) {
 		{&b.Scheduler, b.CA, "scheduler", leafSpec{cn: "system:kube-scheduler", usage: client}},
 		{&b.SchedulerServe, b.CA, "scheduler-serving", leafSpec{cn: "kube-scheduler", usage: serving, dns: []string{"localhost"}, ips: loopbackIPs}},
 		{&b.Admin, b.CA, "admin", leafSpec{cn: "gatehouse-admin", orgs: []string{"system:masters"}, usage: client}},
-		{&b.ExternalDataClient, b.CA, "external-data-client", leafSpec{cn: "gatehouse-external-data", usage: client}},
+		{&b.ExternalDataClient, b.CA, externalDataClientName, leafSpec{cn: "gatehouse-external-data", usage: client}},
 	}
 	for _, l := range leaves {
 		if *l.dst, err = ensureLeaf(filepath.Join(opts.Dir, l.file), l.ca, l.spec); err != nil {
@@ -132,6 +133,22 @@ func Ensure(opts Options) (*Bundle, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// externalDataClientName is the external data client certificate's file
+// name (name.crt/.key) under a bundle's Dir.
+const externalDataClientName = "external-data-client"
+
+// LoadExternalDataClient loads the client certificate an Ensure wrote
+// under dir for Gatekeeper external data providers (Bundle's
+// ExternalDataClient), for the API server and for gatehouse audit.
+func LoadExternalDataClient(dir string) (*tls.Certificate, error) {
+	base := filepath.Join(dir, externalDataClientName)
+	cert, err := tls.LoadX509KeyPair(base+".crt", base+".key")
+	if err != nil {
+		return nil, fmt.Errorf("external data client certificate: %w", err)
+	}
+	return &cert, nil
 }
 
 // LoadCA loads the cluster CA a previous Ensure wrote under dir, without
