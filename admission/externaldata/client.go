@@ -78,10 +78,11 @@ type cachedClient struct {
 func (c *Client) httpClient(p *Provider) *http.Client {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cc, ok := c.clients[p.Name]; ok && cc.provider.sameEndpoint(p) {
+	cc, ok := c.clients[p.Name]
+	if ok && cc.provider.sameEndpoint(p) {
 		return cc.http
 	}
-	if cc, ok := c.clients[p.Name]; ok {
+	if ok {
 		cc.http.CloseIdleConnections()
 	}
 	transport := &http.Transport{

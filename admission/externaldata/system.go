@@ -55,13 +55,6 @@ func (s *System) Stub(name string, answer Response) {
 	s.stubs[name] = &answer
 }
 
-func (s *System) stubbed(name string) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	_, ok := s.stubs[name]
-	return ok
-}
-
 // ask sends keys to the provider named name, or to its stub; ok is false
 // when there is neither.
 func (s *System) ask(ctx context.Context, name string, keys []string) (resp *ProviderResponse, code int, stubbed, ok bool, err error) {
@@ -247,15 +240,15 @@ func (s *System) query(ctx context.Context, provider string, keys []string) (a A
 // validation. The call is traced as a policy of kind Provider.
 func (s *System) Resolve(ctx context.Context, provider string, keys []string) (map[string]string, map[string]error, error) {
 	start := time.Now()
-	values, keyErrs, err := s.resolve(ctx, provider, keys)
+	values, keyErrs, stubbed, err := s.resolve(ctx, provider, keys)
 	if trace.Tracing(ctx) {
 		p := trace.Policy{Kind: Kind, Name: provider, Verdict: trace.VerdictAllow, CallDuration: time.Since(start),
 			Reason: fmt.Sprintf("assign.externalData: %d keys, %d values", len(keys), len(values))}
-		if s.stubbed(provider) {
-			p.Reason += " (answered by its stub)"
-		}
 		if len(keyErrs) > 0 {
 			p.Reason += fmt.Sprintf(", %d without a value", len(keyErrs))
+		}
+		if stubbed {
+			p.Reason += " (answered by its stub)"
 		}
 		if err != nil {
 			p.Verdict, p.Message = trace.VerdictError, err.Error()
@@ -265,21 +258,21 @@ func (s *System) Resolve(ctx context.Context, provider string, keys []string) (m
 	return values, keyErrs, err
 }
 
-func (s *System) resolve(ctx context.Context, provider string, keys []string) (map[string]string, map[string]error, error) {
-	resp, _, _, ok, err := s.ask(ctx, provider, keys)
+func (s *System) resolve(ctx context.Context, provider string, keys []string) (values map[string]string, keyErrs map[string]error, stubbed bool, err error) {
+	resp, _, stubbed, ok, err := s.ask(ctx, provider, keys)
 	switch {
 	case !ok:
-		return nil, nil, fmt.Errorf("failed to get external data provider %s: %w", provider, errUnknownProvider)
+		return nil, nil, stubbed, fmt.Errorf("failed to get external data provider %s: %w", provider, errUnknownProvider)
 	case err != nil:
-		return nil, nil, fmt.Errorf("failed to send external data request to provider %s: %w", provider, err)
+		return nil, nil, stubbed, fmt.Errorf("failed to send external data request to provider %s: %w", provider, err)
 	}
 	switch {
 	case strings.TrimSpace(resp.Response.SystemError) != "":
-		return nil, nil, fmt.Errorf("failed to validate external data response from provider %s: non-empty system error: %s", provider, resp.Response.SystemError)
+		return nil, nil, stubbed, fmt.Errorf("failed to validate external data response from provider %s: non-empty system error: %s", provider, resp.Response.SystemError)
 	case !resp.Response.Idempotent:
-		return nil, nil, fmt.Errorf("failed to validate external data response from provider %s: non-idempotent response", provider)
+		return nil, nil, stubbed, fmt.Errorf("failed to validate external data response from provider %s: non-idempotent response", provider)
 	}
-	values, keyErrs := map[string]string{}, map[string]error{}
+	values, keyErrs = map[string]string{}, map[string]error{}
 	for _, it := range resp.Response.Items {
 		if !slices.Contains(keys, it.Key) {
 			continue
@@ -295,5 +288,5 @@ func (s *System) resolve(ctx context.Context, provider string, keys []string) (m
 		}
 		values[it.Key] = v
 	}
-	return values, keyErrs, nil
+	return values, keyErrs, stubbed, nil
 }
