@@ -27,11 +27,7 @@ import (
 // by name, instead of the provider (see externaldata.System.Stub).
 func (s *Session) StubProviders(stubs []policytest.ProviderStub) {
 	for _, stub := range stubs {
-		answer := externaldata.Response{Idempotent: stub.Idempotent == nil || *stub.Idempotent, SystemError: stub.SystemError}
-		for _, it := range stub.Items {
-			answer.Items = append(answer.Items, externaldata.Item{Key: it.Key, Value: it.Value, Error: it.Error})
-		}
-		s.cp.Providers.Stub(stub.Provider, answer)
+		s.cp.Providers.Stub(stub.Provider, externaldata.Response{Idempotent: stub.Idempotent == nil || *stub.Idempotent, SystemError: stub.SystemError, Items: stub.Items})
 	}
 }
 

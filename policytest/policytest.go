@@ -14,6 +14,8 @@ import (
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/client-go/util/jsonpath"
 	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/gatehouse-dev/gatehouse/admission/externaldata"
 )
 
 // PolicyTestAPIVersion and PolicyTestKind identify Gatehouse's own test
@@ -71,19 +73,12 @@ type ProviderStub struct {
 	Provider string `json:"provider"`
 	// Items answer keys, each with a value or an error; a key without an
 	// item is left out of the answer.
-	Items []ProviderItem `json:"items,omitempty"`
+	Items []externaldata.Item `json:"items,omitempty"`
 	// SystemError, when set, fails every call.
 	SystemError string `json:"systemError,omitempty"`
 	// Idempotent is the answer's idempotent flag (default true);
 	// Gatekeeper's mutation refuses answers that are not.
 	Idempotent *bool `json:"idempotent,omitempty"`
-}
-
-// ProviderItem is a provider's answer for one key.
-type ProviderItem struct {
-	Key   string `json:"key"`
-	Value any    `json:"value,omitempty"`
-	Error string `json:"error,omitempty"`
 }
 
 // UserInfo is the user a case's request is sent as.
